@@ -1,0 +1,2 @@
+"""korlhf: Korean RLHF toolkit."""
+__version__ = "0.1.0"

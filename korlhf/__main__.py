@@ -1,0 +1,3 @@
+from korlhf.cli import main
+
+main()

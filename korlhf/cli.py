@@ -1,0 +1,103 @@
+"""The `korlhf` command. Imports nothing heavy: each command imports its stage module when run.
+
+Stage commands take `--config FILE.yaml` and `--field value` overrides for the stage's config
+dataclass (see `korlhf.config`); `korlhf <group> <command> --help` lists every field.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from korlhf.errors import KorlhfError
+
+app = typer.Typer(
+    name="korlhf",
+    help="Korean RLHF toolkit: data -> SFT -> reward model -> PPO/DPO/GRPO -> decode and evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Korean RLHF toolkit: data -> SFT -> reward model -> PPO/DPO/GRPO -> decode and evaluate."""
+
+
+# Stage commands parse their own flags against a config dataclass, so click must pass them through.
+STAGE = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def run_stage(ctx: typer.Context, module_name: str, positional: dict | None = None) -> None:
+    """Import ``module_name``, build its ``Config`` from ctx.args and call its ``main``.
+
+    ``positional`` holds values already parsed by typer (e.g. input files), merged into the config.
+    """
+    from rich.console import Console
+
+    from korlhf.config import build_config, describe_fields, load_config
+
+    module = importlib.import_module(module_name)
+    args = list(ctx.args)
+    if "--help" in args or "-h" in args:
+        console = Console()
+        console.print(f"[bold]Usage:[/bold] {ctx.command_path} [OPTIONS] --config FILE.yaml --FIELD VALUE ...\n")
+        console.print((ctx.command.help or "").strip() + "\n")
+        from rich.table import Table
+
+        table = Table("field", "type", "default", "meaning", title=f"{module.Config.__name__} fields")
+        for row in describe_fields(module.Config):
+            table.add_row(*row)
+        console.print(table)
+        raise typer.Exit(0)
+    cfg = load_config(module.Config, None, args)
+    if positional:
+        merged = {k: (getattr(cfg, k), "config") for k in vars(cfg)}
+        merged.update({k: (v, "argument") for k, v in positional.items() if v is not None})
+        cfg = build_config(module.Config, merged)
+    module.main(cfg)
+
+
+# Command groups. Each group lives in its own module and is added here once it does something.
+# --- data (korlhf.data) ---
+
+
+# --- train: sft, rm (korlhf.train) ---
+
+
+# --- train: ppo, dpo, grpo, rloo (korlhf.train) ---
+
+
+# --- generate, eval (korlhf.generate, korlhf.evaluation) ---
+
+
+# --- label (korlhf.label) ---
+
+
+# --- chat, serve (korlhf.chat, korlhf.serve) ---
+
+
+# --- pipeline, demo ---
+
+
+@app.command(context_settings=STAGE)
+def demo(ctx: typer.Context) -> None:
+    """Build a tiny Korean model from scratch on data korlhf writes itself and run the recipe on it."""
+    run_stage(ctx, "korlhf.demo")
+
+
+def main() -> None:
+    """Console entry point: user errors print one line and exit 2, never a traceback."""
+    try:
+        app()
+    except KorlhfError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

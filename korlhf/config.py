@@ -1,0 +1,233 @@
+"""Stage configs: dataclasses filled from a flat YAML file, then from `--key value` flags.
+
+Every stage has one dataclass. A YAML file is a flat mapping of its fields; flags override it.
+Unknown keys and bad types are errors that name the field and suggest the closest one. We do not
+use HfArgumentParser here because it imports transformers, and `korlhf data ...` must stay light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from korlhf.errors import KorlhfError
+
+T = TypeVar("T")
+
+
+def load_config(cls: type[T], config_path: str | Path | None = None, args: list[str] | None = None) -> T:
+    """Build ``cls`` from an optional YAML file and CLI-style ``args`` (``--key value``).
+
+    Precedence: dataclass defaults < YAML < flags. ``args`` may also contain ``--config FILE``.
+    """
+    args = list(args or [])
+    flag_values, flag_config = _parse_flags(args)
+    config_path = flag_config or config_path
+    raw: dict[str, tuple[Any, str]] = {}
+    if config_path is not None:
+        for key, value in _read_yaml(Path(config_path)).items():
+            raw[key] = (value, str(config_path))
+    for key, value in flag_values.items():
+        raw[key] = (value, f"--{key}")
+    return build_config(cls, raw)
+
+
+def build_config(cls: type[T], raw: dict[str, tuple[Any, str]]) -> T:
+    """``raw`` maps field name -> (value, where it came from, for messages)."""
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, (value, origin) in raw.items():
+        name = key.replace("-", "_")
+        if name not in valid:
+            raise KorlhfError(_unknown_key_message(name, origin, valid, cls))
+        kwargs[name] = coerce(value, hints[name], name, origin)
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        and f.name not in kwargs
+    ]
+    if missing:
+        raise KorlhfError(
+            f"missing required config field(s): {', '.join(missing)} "
+            f"(set them in the YAML file or as --{missing[0]} VALUE)"
+        )
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # __post_init__ validation
+        raise KorlhfError(str(exc)) from None
+
+
+def _unknown_key_message(name: str, origin: str, valid: list[str], cls: type) -> str:
+    where = "flag" if origin.startswith("--") else f"key in {origin}"
+    shown = f"--{name}" if origin.startswith("--") else f"'{name}'"
+    msg = f"unknown {where}: {shown} is not a field of {cls.__name__}"
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    if close:
+        msg += f"; did you mean '{close[0]}'?"
+    else:
+        msg += f"; valid fields: {', '.join(valid)}"
+    return msg
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise KorlhfError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise KorlhfError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise KorlhfError(f"{path}: a config file must be a flat mapping of field: value, got {type(data).__name__}")
+    return data
+
+
+def _parse_flags(args: list[str]) -> tuple[dict[str, Any], str | None]:
+    """``--key value``, ``--key=value``, bare ``--flag`` (true) and ``--no-flag`` (false).
+
+    A repeated flag collects a list. Values stay strings; `coerce` types them.
+    """
+    values: dict[str, Any] = {}
+    config = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise KorlhfError(f"unexpected argument {arg!r}: options are written --field value")
+        key, eq, value = arg[2:].partition("=")
+        key = key.replace("-", "_")
+        if not eq:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value = args[i + 1]
+                i += 1
+            elif key.startswith("no_"):
+                key, value = key[3:], "false"
+            else:
+                value = "true"
+        i += 1
+        if key == "config":
+            config = value
+        elif key in values:
+            prev = values[key]
+            values[key] = (prev if isinstance(prev, list) else [prev]) + [value]
+        else:
+            values[key] = value
+    return values, config
+
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def coerce(value: Any, hint: Any, name: str, origin: str) -> Any:
+    """Check ``value`` against the type ``hint`` and convert strings (from flags or YAML)."""
+    origin_type = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin_type in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in {"none", "null"}):
+            if type(None) in args:
+                return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, option, name, origin)
+            except KorlhfError as exc:
+                errors.append(str(exc))
+        raise KorlhfError(errors[0])
+    if hint is Any:
+        return value
+    if origin_type is list:
+        inner = args[0] if args else Any
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v] if value else []
+        if not isinstance(value, list):
+            value = [value]
+        return [coerce(v, inner, name, origin) for v in value]
+    if origin_type is dict or hint is dict:
+        return _coerce_dict(value, name, origin)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise _type_error(name, "a boolean (true/false)", value, origin)
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise _type_error(name, f"{'an integer' if hint is int else 'a number'}", value, origin)
+        try:
+            if hint is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return hint(value) if not isinstance(value, str) else hint(float(value) if hint is float else value)
+        except (TypeError, ValueError):
+            raise _type_error(name, "an integer" if hint is int else "a number", value, origin) from None
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise _type_error(name, "a string", value, origin)
+        return str(value)
+    if typing.get_origin(hint) is typing.Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise KorlhfError(f"config field '{name}' must be one of {', '.join(map(str, allowed))}; got {value!r} ({origin})")
+        return value
+    return value
+
+
+def _coerce_dict(value: Any, name: str, origin: str) -> dict:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        value = ",".join(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise _type_error(name, "a JSON object or key=value pairs", value, origin) from None
+        pairs = [p for p in text.split(",") if p]
+        if all("=" in p for p in pairs):
+            return dict(p.split("=", 1) for p in pairs)
+    raise _type_error(name, "a mapping (key=value,key2=value2)", value, origin)
+
+
+def _type_error(name: str, expected: str, value: Any, origin: str) -> KorlhfError:
+    return KorlhfError(f"config field '{name}' expects {expected}, got {value!r} ({origin})")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The flat mapping that reproduces ``cfg`` when saved as YAML."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def describe_fields(cls: type) -> list[tuple[str, str, str, str]]:
+    """(name, type, default, help) for each field: what `--help` of a stage prints."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        type_name = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
+        rows.append((f.name, type_name, default, f.metadata.get("help", "")))
+    return rows

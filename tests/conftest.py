@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny local Korean models built once per test session (no hub, no network)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def korean_texts() -> list[str]:
+    """Real Korean questions from the shared KoChatGPT seed file, plus korlhf's own demo corpus."""
+    from korlhf.demo_data import demo_corpus
+
+    texts = list(demo_corpus(seed=0, n=2000))
+    seed_file = SHARED / "kochatgpt" / "kochatgpt_seed_data.txt"
+    if seed_file.exists():
+        texts += [line.strip() for line in seed_file.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return texts
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from korlhf.tiny import train_tokenizer
+
+    return train_tokenizer(korean_texts(), vocab_size=3000)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
+    """Paths of saved tiny models: ``gpt2`` and ``llama`` causal LMs and a ``reward`` model."""
+    from korlhf.tiny import save_tiny
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {
+        "gpt2": save_tiny(root / "gpt2", None, arch="gpt2", tokenizer=tiny_tokenizer),
+        "llama": save_tiny(root / "llama", None, arch="llama", tokenizer=tiny_tokenizer),
+        "reward": save_tiny(root / "reward", None, arch="gpt2", kind="reward", tokenizer=tiny_tokenizer),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tiny_models) -> Path:
+    return tiny_models["gpt2"]

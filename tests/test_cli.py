@@ -1,0 +1,31 @@
+import subprocess
+import sys
+import time
+
+
+def run(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "korlhf", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_import_and_help_stay_light():
+    code = "import sys, korlhf, korlhf.cli; heavy = [m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules]; print(heavy)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    start = time.perf_counter()
+    result = run("--help")
+    assert result.returncode == 0
+    assert time.perf_counter() - start < 3.0  # typically ~0.15 s; generous for a loaded CI box
+    assert "demo" in result.stdout
+
+
+def test_user_error_is_one_line_without_traceback():
+    result = run("demo", "--n_taks", "3")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: unknown flag: --n_taks is not a field of Config; did you mean 'n_tasks'?"
+
+
+def test_stage_help_lists_fields():
+    result = run("demo", "--help")
+    assert result.returncode == 0
+    assert "n_tasks" in result.stdout and "vocab_size" in result.stdout
