@@ -1,0 +1,1 @@
+"""Korean-correct evaluation: metrics, decoding sweeps, rating sheets, KoBEST."""

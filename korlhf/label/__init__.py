@@ -1,0 +1,1 @@
+"""AI feedback in place of human feedback: judges that rank candidate answers."""

@@ -1,0 +1,1 @@
+"""Serving: an OpenAI-compatible HTTP API and a web chat page."""

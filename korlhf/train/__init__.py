@@ -1,0 +1,1 @@
+"""Training stages: SFT, reward model, PPO, and DPO / GRPO / RLOO on TRL."""
