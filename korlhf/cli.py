@@ -69,6 +69,7 @@ def run_stage(ctx: typer.Context, module_name: str, positional: dict | None = No
 # --- train: sft, rm (korlhf.train) ---
 # One `train` group holds every training stage; its commands are added below as they land.
 train_app = typer.Typer(help="Train: sft, rm (reward model), ppo, dpo, grpo, rloo.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 
 # --- train: ppo, dpo, grpo, rloo (korlhf.train) ---
