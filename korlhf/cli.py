@@ -82,6 +82,10 @@ app.add_typer(train_app, name="train")
 
 
 # --- chat, serve (korlhf.chat, korlhf.serve) ---
+@app.command(context_settings=STAGE)
+def chat(ctx: typer.Context) -> None:
+    """Chat with a model in the terminal: streamed Korean answers, multi-turn, /reset and /exit."""
+    run_stage(ctx, "korlhf.chat")
 
 
 # --- pipeline, demo ---

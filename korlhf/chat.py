@@ -1,0 +1,373 @@
+"""`korlhf chat`: talk to a model in the terminal, with streamed Korean output.
+
+The conversation is a message list rendered with the model's own chat template (the one it was
+trained with), so turn two sees turn one exactly as SFT laid it out. Output streams through
+`korlhf.streaming.IncrementalDecoder`, so a Hangul syllable split across byte-level tokens never
+prints half-made. `stream_reply` is also what `korlhf serve` runs in its generation worker.
+
+    korlhf chat --model runs/demo/sft --temperature 0.7 --max_new_tokens 128
+    나> 서울은 어느 나라의 수도야?
+    모델> ...
+    나> /reset     (new conversation)     나> /exit
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+from korlhf.errors import KorlhfError
+
+
+@dataclass
+class Decoding:
+    """How the next tokens are picked. ``temperature: 0`` means greedy decoding."""
+
+    max_new_tokens: int = field(default=256, metadata={"help": "most tokens in one answer"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature; 0 = greedy (deterministic)"})
+    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling: keep the smallest token set with this mass"})
+    top_k: int = field(default=50, metadata={"help": "sample among the k most likely tokens; 0 = no limit"})
+    repetition_penalty: float = field(default=1.0, metadata={
+        "help": "divide the logits of tokens already present by this (1.0 = off; 1.1-1.2 curbs loops)"})
+    seed: int | None = field(default=None, metadata={"help": "random seed for sampling (reproducible answers)"})
+    stop: list[str] = field(default_factory=list, metadata={"help": "stop the answer before any of these strings"})
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, message) for every setting out of range; empty when all is well."""
+        found = []
+        if self.max_new_tokens < 1:
+            found.append(("max_new_tokens", f"must be at least 1, got {self.max_new_tokens}"))
+        if not 0 <= self.temperature <= 100:
+            found.append(("temperature", f"must be between 0 and 100 (0 = greedy), got {self.temperature}"))
+        if not 0 < self.top_p <= 1:
+            found.append(("top_p", f"must be in (0, 1], got {self.top_p}"))
+        if self.top_k < 0:
+            found.append(("top_k", f"must be 0 (no limit) or more, got {self.top_k}"))
+        if self.repetition_penalty <= 0:
+            found.append(("repetition_penalty", f"must be above 0 (1.0 = off), got {self.repetition_penalty}"))
+        if any(not s for s in self.stop):
+            found.append(("stop", "stop strings must not be empty"))
+        return found
+
+    def generation_config(self, tokenizer):
+        """Every field set explicitly: ``generate`` would otherwise fill unset ones from the model's own
+        ``generation_config.json`` (hub models often ship a top_k, top_p or repetition penalty)."""
+        from transformers import GenerationConfig
+
+        sample = self.temperature > 0
+        return GenerationConfig(
+            do_sample=sample, temperature=self.temperature if sample else None,  # None: unused when greedy
+            top_p=self.top_p if sample else None, top_k=self.top_k if sample else None, typical_p=1.0, min_p=None,
+            repetition_penalty=self.repetition_penalty, no_repeat_ngram_size=0, min_new_tokens=0,
+            max_new_tokens=self.max_new_tokens, num_beams=1, use_cache=True,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        )
+
+
+@dataclass(kw_only=True)
+class ModelArgs:
+    """Which model to load and how; shared by `korlhf chat` and `korlhf serve`."""
+
+    model: str = field(metadata={"help": "model directory (e.g. runs/demo/sft) or hub id"})
+    template: str | None = field(default=None, metadata={
+        "help": "chat template: kochatgpt, koalpaca, chatml; default: the model's own"})
+    system: str | None = field(default=None, metadata={"help": "system message put before every conversation"})
+    dtype: str = field(default="auto", metadata={"help": "weights dtype: auto, float32, bfloat16, float16"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps; default: cuda if available"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the hub repository"})
+
+
+def check_decoding(decoding: Decoding) -> None:
+    problems = decoding.problems()
+    if problems:
+        raise ValueError("; ".join(f"--{name} {message}" for name, message in problems))
+
+
+@dataclass(kw_only=True)
+class Config(Decoding, ModelArgs):
+    show_stats: bool = field(default=True, metadata={"help": "print tokens and tokens/s after each answer"})
+
+    def __post_init__(self):
+        check_decoding(self)
+
+    def decoding(self) -> Decoding:
+        return Decoding(**{f.name: getattr(self, f.name) for f in fields(Decoding)})
+
+
+@dataclass
+class Reply:
+    text: str
+    finish_reason: str  # "stop" (EOS or a stop string), "length" (max_new_tokens) or "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+def pick_device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(model: str, template: str | None = None, dtype: str = "auto", device: str | None = None,
+               trust_remote_code: bool = False):
+    """Tokenizer and causal LM (eval mode, on ``device``) through `korlhf.models`."""
+    from transformers.utils import logging as hf_logging
+
+    from korlhf.models import load_causal_lm, load_tokenizer
+
+    hf_logging.disable_progress_bar()  # the caller shows its own "loading" line
+    tokenizer = load_tokenizer(model, template, trust_remote_code)
+    lm = load_causal_lm(model, tokenizer, dtype=dtype, device=pick_device(device), trust_remote_code=trust_remote_code)
+    return tokenizer, lm.eval()
+
+
+def context_length(model, tokenizer) -> int:
+    """Most tokens (prompt + answer) the model can attend to."""
+    for n in (getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)):
+        if isinstance(n, int) and 0 < n < 10_000_000:
+            return n
+    return 2048
+
+
+def encode(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of ``messages`` rendered with the chat template, ready for the answer.
+
+    The template already holds every marker the model was trained with, so the tokenizer adds
+    no special tokens of its own (as in PPO rollouts).
+    """
+    from korlhf.templates import render_prompt
+
+    return tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False, verbose=False)["input_ids"]
+
+
+class StopText:
+    """Cuts the streamed text before the first stop string, holding back a tail that might begin one.
+
+    Written here because transformers' ``stop_strings`` stop generation but leave the stop string
+    in the output, and a streamed client must never see it.
+    """
+
+    def __init__(self, stops: list[str], emit: Callable[[str], None]):
+        self.stops, self.emit = stops, emit
+        self.text = ""  # everything decoded so far
+        self.sent = 0  # characters of self.text passed to emit
+        self.hit = False
+
+    def push(self, piece: str) -> None:
+        if self.hit or not piece:
+            return
+        start = max(0, self.sent - max((len(s) for s in self.stops), default=0))
+        self.text += piece
+        cuts = [i for i in (self.text.find(s, start) for s in self.stops) if i >= 0]
+        if cuts:
+            self.hit = True
+            self.text = self.text[:min(cuts)]
+            self._send(len(self.text))
+            return
+        hold = max((k for s in self.stops for k in range(1, len(s)) if self.text.endswith(s[:k])), default=0)
+        self._send(len(self.text) - hold)
+
+    def finish(self) -> None:
+        if not self.hit:
+            self._send(len(self.text))
+
+    def _send(self, upto: int) -> None:
+        if upto > self.sent:
+            self.emit(self.text[self.sent:upto])
+            self.sent = upto
+
+
+def stream_reply(model, tokenizer, input_ids: list[int], decoding: Decoding,
+                 on_text: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None,
+                 strip_leading: bool = True) -> Reply:
+    """Generate one answer to ``input_ids``, passing complete text pieces to ``on_text`` as they come.
+
+    Stops at the tokenizer's EOS, a stop string, ``max_new_tokens``, or when ``cancelled()`` turns
+    true (a client went away). Runs ``model.generate`` in the calling thread. ``strip_leading``
+    drops whitespace before the first character (off for raw text completion).
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers.generation.streamers import BaseStreamer
+
+    from korlhf.streaming import IncrementalDecoder
+
+    pieces: list[str] = []
+
+    def emit(piece: str) -> None:
+        if strip_leading and not pieces:
+            piece = piece.lstrip()  # templates put a space or newline before the answer; it is not content
+            if not piece:
+                return
+        pieces.append(piece)
+        if on_text:
+            on_text(piece)
+
+    sink = StopText(decoding.stop, emit)
+    decoder = IncrementalDecoder(tokenizer)
+    new_ids: list[int] = []
+
+    class Streamer(BaseStreamer):
+        prompt_seen = False
+
+        def put(self, value):
+            if not self.prompt_seen:  # generate first echoes the prompt
+                self.prompt_seen = True
+                return
+            ids = value.reshape(-1).tolist()
+            new_ids.extend(ids)
+            sink.push(decoder.push(ids))
+
+        def end(self):
+            sink.push(decoder.flush())
+            sink.finish()
+
+    class Stop(StoppingCriteria):
+        def __call__(self, ids, scores, **kwargs):
+            done = sink.hit or bool(cancelled and cancelled())
+            return torch.full((ids.shape[0],), done, dtype=torch.bool, device=ids.device)
+
+    if decoding.seed is not None:
+        torch.manual_seed(decoding.seed)
+    start = time.perf_counter()
+    ids = torch.tensor([input_ids], device=model.device)
+    with torch.inference_mode():
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=decoding.generation_config(tokenizer),
+                       streamer=Streamer(), stopping_criteria=StoppingCriteriaList([Stop()]))
+    if cancelled and cancelled() and not sink.hit:
+        reason = "cancelled"
+    elif sink.hit or (new_ids and new_ids[-1] == tokenizer.eos_token_id):
+        reason = "stop"
+    else:
+        reason = "length" if len(new_ids) >= decoding.max_new_tokens else "stop"
+    return Reply("".join(pieces), reason, len(input_ids), len(new_ids), time.perf_counter() - start)
+
+
+class ChatSession:
+    """A conversation with one model: the message history and how to answer the next turn."""
+
+    def __init__(self, model, tokenizer, decoding: Decoding, system: str | None = None):
+        self.model, self.tokenizer, self.decoding, self.system = model, tokenizer, decoding, system
+        self.context = context_length(model, tokenizer)
+        self.messages: list[dict] = []
+        self.dropped_turns = 0  # old turns left out to fit the context, in the last answer
+
+    def reset(self) -> None:
+        self.messages = []
+
+    def prompt(self, user_text: str) -> tuple[list[dict], list[int], int]:
+        """Messages, their token ids and the answer budget for a new user turn.
+
+        Oldest turns are dropped until prompt + ``max_new_tokens`` fits the context; with only the
+        new turn left, the answer budget shrinks to the room that remains.
+        """
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        turns = self.messages + [{"role": "user", "content": user_text}]
+        self.dropped_turns = 0
+        while True:
+            ids = encode(self.tokenizer, head + turns)
+            room = self.context - len(ids)
+            if room >= self.decoding.max_new_tokens or len(turns) <= 1:
+                break
+            turns = turns[2:]  # one user + assistant pair
+            self.dropped_turns += 1
+        if room < 1:
+            raise KorlhfError(f"the message is {len(ids)} tokens; this model reads at most {self.context} "
+                              "tokens in all. Write a shorter message")
+        return head + turns, ids, min(room, self.decoding.max_new_tokens)
+
+    def answer(self, user_text: str, on_text: Callable[[str], None] | None = None) -> Reply:
+        """Answer ``user_text`` (streamed to ``on_text``) and add both turns to the history.
+
+        If the user interrupts (Ctrl-C), the partial answer is kept, as a chat page would.
+        """
+        _, ids, budget = self.prompt(user_text)
+        decoding = Decoding(**{**vars(self.decoding), "max_new_tokens": budget})
+        got: list[str] = []
+
+        def collect(piece: str) -> None:
+            got.append(piece)
+            if on_text:
+                on_text(piece)
+
+        try:
+            reply = stream_reply(self.model, self.tokenizer, ids, decoding, collect)
+        finally:
+            self.messages += [{"role": "user", "content": user_text}, {"role": "assistant", "content": "".join(got)}]
+        return reply
+
+
+HELP = "명령: /reset 새 대화 · /exit 종료 · /help 도움말   (답변 중 Ctrl-C: 답변 중지)"
+
+
+def repl(session: ChatSession, read: Callable[[str], str] = input, console=None, show_stats: bool = True) -> None:
+    """Read a line, answer it (streamed), repeat until /exit or end of input."""
+    from rich.console import Console
+
+    console = console or Console(highlight=False, soft_wrap=True)
+    echo = not sys.stdin.isatty() and read is input  # piped input: show what was read, so transcripts read well
+    while True:
+        try:
+            line = read("나> ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if echo:
+            console.print(line, markup=False)
+        text = line.strip()
+        if not text:
+            continue
+        command = text.lower()
+        if command in ("/exit", "/quit"):
+            return
+        if command == "/reset":
+            session.reset()
+            console.print("[dim](대화를 새로 시작합니다)[/dim]")
+            continue
+        if command in ("/help", "/?"):
+            console.print(HELP, markup=False)
+            continue
+        _answer(session, text, console, show_stats)
+
+
+def _answer(session: ChatSession, text: str, console, show_stats: bool) -> None:
+    console.print("모델> ", end="")
+    try:
+        reply = session.answer(text, lambda piece: console.out(piece, end="", highlight=False))
+    except KeyboardInterrupt:
+        console.print("\n[dim](답변을 멈췄습니다)[/dim]")
+        return
+    except KorlhfError as exc:
+        console.print(f"\n[red]{exc}[/red]", markup=True)
+        return
+    console.print()
+    notes = []
+    if session.dropped_turns:
+        notes.append(f"앞의 대화 {session.dropped_turns}턴은 길이 제한으로 빠졌습니다")
+    if reply.finish_reason == "length":
+        notes.append("max_new_tokens에서 잘렸습니다")
+    if show_stats and reply.seconds > 0:
+        notes.append(f"{reply.completion_tokens} tokens, {reply.completion_tokens / reply.seconds:.1f} tok/s")
+    if notes:
+        console.print(f"[dim]({' · '.join(notes)})[/dim]")
+
+
+def main(cfg: Config) -> None:
+    from rich.console import Console
+
+    from korlhf.templates import template_name
+
+    console = Console(highlight=False, soft_wrap=True)
+    with console.status(f"loading {cfg.model} ...", spinner="dots"):
+        tokenizer, model = load_model(cfg.model, cfg.template, cfg.dtype, cfg.device, cfg.trust_remote_code)
+    session = ChatSession(model, tokenizer, cfg.decoding(), cfg.system)
+    mode = "greedy" if cfg.temperature == 0 else f"temperature {cfg.temperature}, top_p {cfg.top_p}, top_k {cfg.top_k}"
+    console.print(f"[bold]{cfg.model}[/bold] on {model.device} · template "
+                  f"{template_name(tokenizer.chat_template) or 'custom'} · {mode} · max_new_tokens {cfg.max_new_tokens}")
+    console.print(HELP, markup=False)
+    repl(session, console=console, show_stats=cfg.show_stats)
