@@ -64,6 +64,45 @@ def run_stage(ctx: typer.Context, module_name: str, positional: dict | None = No
 
 # Command groups. Each group lives in its own module and is added here once it does something.
 # --- data (korlhf.data) ---
+data_app = typer.Typer(help="Data: inspect, clean and build disjoint SFT / RM / PPO / eval sets from Korean sources.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _files_first(ctx: typer.Context, files: list[str] | None) -> list[str] | None:
+    """FILE... come before the options; typer hands the options to the FILE argument too, so the
+    words from the first ``-...`` on go back to the stage's flags."""
+    files = list(files or [])
+    cut = next((i for i, f in enumerate(files) if f.startswith("-")), len(files))
+    ctx.args = files[cut:] + list(ctx.args)
+    return files[:cut] or None
+
+
+@data_app.command("inspect", context_settings=STAGE)
+def data_inspect(ctx: typer.Context, files: list[str] = typer.Argument(None)) -> None:
+    """Report what is wrong with Korean data files (duplicates, empties, refusals, PII, lengths, overlap).
+
+    Example: korlhf data inspect ../shared/data/kochatgpt/kochatgpt_3_PPO.jsonl --out runs/data/inspect
+    """
+    run_stage(ctx, "korlhf.data.inspect", positional={"files": _files_first(ctx, files)})
+
+
+@data_app.command("clean", context_settings=STAGE)
+def data_clean(ctx: typer.Context, files: list[str] = typer.Argument(None)) -> None:
+    """Repair, filter, deduplicate and decontaminate: kept.jsonl + rejected.jsonl (with reasons) + report.
+
+    Example: korlhf data clean a.jsonl b.csv --map prompt=질문 --map response=답변 --out runs/data/clean
+    """
+    run_stage(ctx, "korlhf.data.clean", positional={"files": _files_first(ctx, files)})
+
+
+@data_app.command("build", context_settings=STAGE)
+def data_build(ctx: typer.Context, sources: list[str] = typer.Argument(None)) -> None:
+    """Write sft / rm / ppo / eval JSON Lines with prompts disjoint across them, and a report.
+
+    Example: korlhf data build --config configs/data.yaml
+    """
+    run_stage(ctx, "korlhf.data.build", positional={"sources": _files_first(ctx, sources)})
 
 
 # --- train: sft, rm (korlhf.train) ---
