@@ -127,6 +127,12 @@ def chat(ctx: typer.Context) -> None:
     run_stage(ctx, "korlhf.chat")
 
 
+@app.command(context_settings=STAGE)
+def serve(ctx: typer.Context) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions) with a web chat page at /."""
+    run_stage(ctx, "korlhf.serve.server")
+
+
 # --- pipeline, demo ---
 
 

@@ -1,0 +1,134 @@
+"""The web chat page of `korlhf serve`, driven in headless Chromium (Debian's `chromium` package).
+
+The browser and its driver are installed with apt when missing and we are root (as on CI);
+elsewhere the test fails with the command to run. A screenshot of the chat is saved in
+test-artifacts/ (gitignored).
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from korlhf.serve.server import Background, Config
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("KORLHF_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("KORLHF_CHROMEDRIVER", "/usr/bin/chromedriver")
+# Flags that work on a closed network: nothing phones home, no GPU, no sandbox (we may run as root).
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=900,900", "--lang=ko-KR"]
+NAME = "tiny-ko"
+
+
+def _has_korean_font() -> bool:
+    if not shutil.which("fc-list"):
+        return True  # cannot tell; the DOM checks do not depend on fonts anyway
+    return bool(subprocess.run(["fc-list", ":lang=ko"], capture_output=True, text=True).stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """Paths of chromium and chromedriver, installing Debian's packages (and a Korean font) if needed."""
+    missing = [pkg for pkg, path in (("chromium", CHROMIUM), ("chromium-driver", CHROMEDRIVER)) if not os.path.exists(path)]
+    if missing and (os.geteuid() != 0 or not shutil.which("apt-get")):
+        pytest.fail(f"the web page test needs {' and '.join(missing)}: run `sudo apt-get install chromium "
+                    "chromium-driver fonts-nanum` (Debian/Ubuntu), or point KORLHF_CHROMIUM and KORLHF_CHROMEDRIVER "
+                    "at a Chromium/Chrome binary and its matching chromedriver")
+    if missing or (not _has_korean_font() and os.geteuid() == 0 and shutil.which("apt-get")):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update", "-qq"],
+                        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, "fonts-nanum"]):
+            result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+            if result.returncode != 0 and missing:
+                pytest.fail(f"`{' '.join(command)}` failed:\n{result.stderr[-2000:]}")
+    return CHROMIUM, CHROMEDRIVER
+
+
+@pytest.fixture(scope="module")
+def browser(chromium, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium[0]
+    for flag in FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromium[1]), options=options)  # both paths given: no download
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_gpt2):
+    srv = Background(Config(model=str(tiny_gpt2), model_name=NAME, port=0, temperature=1.0, top_k=0, top_p=1.0,
+                            seed=0, max_new_tokens=24))
+    yield srv
+    srv.stop()
+
+
+def api_answer(server, messages: list[dict]) -> str:
+    body = {"model": NAME, "messages": messages}
+    return httpx.post(server.url + "/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+
+
+def send_and_wait(browser, text: str, turn: int):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    box = browser.find_element(By.ID, "input")
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)
+    done = ".msg.assistant[data-state='done']"
+    WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, done)) == turn)
+    answer = browser.find_elements(By.CSS_SELECTOR, done)[-1]
+    return answer.get_property("textContent"), int(answer.get_attribute("data-chunks"))
+
+
+def test_web_chat_streams_answers_and_keeps_history(browser, server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url + "/")
+    assert browser.title == "korlhf 채팅"
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "model").text == NAME)
+
+    first, chunks = send_and_wait(browser, "안녕하세요, 자기소개를 해 주세요", 1)
+    conversation = [{"role": "user", "content": "안녕하세요, 자기소개를 해 주세요"}]
+    assert first and first == api_answer(server, conversation)  # the page got exactly the API's answer
+    assert chunks > 1  # and it arrived as a stream of pieces, not in one block
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".msg.user")] == ["안녕하세요, 자기소개를 해 주세요"]
+
+    second, _ = send_and_wait(browser, "한국어로 짧게 다시 말해 줘", 2)
+    conversation += [{"role": "assistant", "content": first}, {"role": "user", "content": "한국어로 짧게 다시 말해 줘"}]
+    assert second == api_answer(server, conversation)  # the page sent the whole history
+    assert not browser.find_elements(By.CSS_SELECTOR, ".msg.error")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "web-chat.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 5000
+
+    browser.find_element(By.ID, "reset").click()
+    assert browser.find_elements(By.CSS_SELECTOR, ".msg") == []
+    third, _ = send_and_wait(browser, "안녕하세요, 자기소개를 해 주세요", 1)
+    assert third == first  # a new conversation: no history, same seed, same answer
+
+
+def test_web_chat_shows_api_errors(browser, server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url + "/")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "model").text == NAME)
+    browser.find_element(By.CSS_SELECTOR, "#settings summary").click()
+    browser.find_element(By.ID, "max_tokens").send_keys("5000")
+    box = browser.find_element(By.ID, "input")
+    box.send_keys("안녕")
+    box.submit()
+    error = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.error"))[0]
+    assert error.text == "오류: max_tokens is 5000, above this server's limit of 1024 (korlhf serve --max_tokens_limit)"
