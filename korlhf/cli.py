@@ -111,6 +111,12 @@ train_app = typer.Typer(help="Train: sft, rm (reward model), ppo, dpo, grpo, rlo
 app.add_typer(train_app, name="train")
 
 
+@train_app.command(context_settings=STAGE)
+def sft(ctx: typer.Context) -> None:
+    """Supervised fine-tuning on sft records (loss on the answers only), on TRL's SFTTrainer."""
+    run_stage(ctx, "korlhf.train.sft")
+
+
 # --- train: ppo, dpo, grpo, rloo (korlhf.train) ---
 
 

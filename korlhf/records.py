@@ -89,5 +89,12 @@ def load_records(paths: str | Path | Iterable[str | Path], kind: str) -> list[di
 
 
 def ranking_pairs(record: dict) -> list[tuple[str, str]]:
-    """All (chosen, rejected) pairs of a ranked preference record: K*(K-1)/2 of them, best first."""
-    return list(combinations(record["responses"], 2))
+    """All (chosen, rejected) pairs of a ranked preference record: K*(K-1)/2 of them, best first.
+
+    A ``tied_after_first`` record (KoBEST multiple choice) only knows "the first beats each other
+    one", so it gives the K-1 pairs (first, other) and never a pair between two wrong answers.
+    """
+    responses = record["responses"]
+    if record.get("tied_after_first"):
+        return [(responses[0], other) for other in responses[1:]]
+    return list(combinations(responses, 2))

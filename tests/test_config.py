@@ -89,6 +89,7 @@ def test_yaml_must_be_mapping(tmp_path):
 # configs/ must match one of these, so every shipped file is validated.
 STAGE_MODULES = {
     "demo": "korlhf.demo",
+    "sft": "korlhf.train.sft",
     "data": "korlhf.data.build",
     "data_clean": "korlhf.data.clean",
 }

@@ -1,0 +1,188 @@
+"""`korlhf train sft`: supervised fine-tuning on Korean instruction data, on TRL's SFTTrainer.
+
+Stage 1 of the recipe. sft records (prompt/response, or multi-turn ``messages``) are rendered with
+the tokenizer's chat template and the loss covers the answers only: TRL's ``assistant_only_loss``
+reads the template's ``{% generation %}`` markers, so every prompt, user turn and piece of template
+markup gets label -100 and every assistant turn (with its EOS) is learned.
+
+On a CPU, batches are grouped by length by default (HF's LengthGroupedSampler): random batches of
+KoChatGPT-like data are ~40% padding, length-grouped ones ~3% (benchmarks/bench_sft.py).
+Packing and padding-free batches are options for GPUs with flash-attention varlen kernels; on a
+CPU they are slower, because one long packed row makes attention quadratic in its length.
+
+Output: see `korlhf.train.output` (model or adapter, tokenizer + template, config.yaml,
+log.jsonl, checkpoints, README.md model card, metrics.json last).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from korlhf.train.common import ModelFields, RunFields
+from korlhf.train.fields import DataFields, OptimFields
+
+
+@dataclass(kw_only=True)
+class Config(OptimFields, DataFields, RunFields, ModelFields):
+    group_by_length: bool = field(default=True, metadata={
+        "help": "batch examples of similar length together (far less padding; the default)"})
+    packing: bool = field(default=False, metadata={
+        "help": "pack examples into max_length rows (GPU with flash-attention varlen only; slower on CPU)"})
+    padding_free: bool = field(default=False, metadata={
+        "help": "flatten each batch into one row without padding (GPU with flash-attention varlen only)"})
+    neftune_noise_alpha: float | None = field(default=None, metadata={
+        "help": "NEFTune: add uniform noise of this scale to embeddings while training (5 is typical)"})
+
+
+def main(cfg: Config) -> dict:
+    return train(cfg)
+
+
+def train(cfg: Config, callbacks=()) -> dict:
+    """Run the stage; returns the metrics written to ``metrics.json``. ``callbacks``: extra Trainer callbacks."""
+    from accelerate import PartialState
+
+    from korlhf.config import save_config
+    from korlhf.models import load_causal_lm, load_tokenizer
+    from korlhf.train.common import command_line, quantization_kwargs
+    from korlhf.train.data import load_split, sft_dataset
+    from korlhf.train.output import CONFIG, prepare_output_dir, read_log, read_metrics, run_finished
+
+    console = Console()
+    out = Path(cfg.output_dir)
+    if cfg.resume and run_finished(out):
+        console.print(f"{out} already finished (metrics.json is there); --overwrite trains again")
+        return read_metrics(out)
+    quant = quantization_kwargs(cfg)  # a clear QLoRA error before anything is loaded or written
+    train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "sft", cfg.seed)
+    train_data, eval_data = sft_dataset(train_records), sft_dataset(eval_records) if eval_records else None
+    args = training_args(cfg, has_eval=eval_data is not None)  # also sets up the processes (DDP, DeepSpeed)
+    checkpoint = prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    main_process = PartialState().is_main_process
+    if main_process:
+        save_config(cfg, out / CONFIG)
+    tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.template, cfg.trust_remote_code)
+    model = load_causal_lm(cfg.model_name_or_path, tokenizer, dtype=training_dtype(cfg.dtype),
+                           trust_remote_code=cfg.trust_remote_code, **quant)
+    trainer = build_trainer(cfg, model, tokenizer, train_data, eval_data, callbacks, args)
+    if main_process:
+        console.print(f"[bold]sft[/bold] {cfg.model_name_or_path}: {len(trainer.train_dataset):,} train / "
+                      f"{len(eval_records):,} eval examples, template {template_label(tokenizer)}"
+                      + (f", resuming from {checkpoint.name}" if checkpoint else ""))
+    if eval_records and checkpoint is None:
+        trainer.evaluate()  # logged at step 0: the starting point of the eval loss
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    losses = [row["loss"] for row in read_log(out) if "loss" in row] if main_process else []
+    metrics = {"train_loss": sum(losses) / len(losses) if losses else None, "steps": trainer.state.global_step,
+               "train_examples": len(trainer.train_dataset), "eval_examples": len(eval_records)}
+    if eval_records:
+        metrics.update(eval_summary(out, trainer.evaluate()))
+    finish(cfg, trainer, tokenizer, train_records, eval_records, metrics, command_line())
+    return metrics
+
+
+def training_dtype(dtype: str) -> str:
+    # Training keeps float32 master weights (mixed precision comes from bf16=True on a GPU), as TRL
+    # does; "auto" would train a float16 checkpoint in float16, which diverges.
+    return "float32" if dtype == "auto" else dtype
+
+
+def training_args(cfg: Config, has_eval: bool):
+    """TRL's ``SFTConfig`` for ``cfg``. Creating it sets up torch.distributed when launched with accelerate."""
+    from trl import SFTConfig
+
+    from korlhf.train.fields import trainer_kwargs
+
+    return SFTConfig(
+        **trainer_kwargs(cfg, has_eval=has_eval),
+        # TRL refuses padding-free rows with a max_length unless it packs: `build_trainer` drops long ones.
+        max_length=None if cfg.padding_free and not cfg.packing else cfg.max_length,
+        assistant_only_loss=True,
+        packing=cfg.packing,
+        padding_free=cfg.padding_free,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
+        neftune_noise_alpha=cfg.neftune_noise_alpha,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+
+
+def build_trainer(cfg: Config, model, tokenizer, train_data, eval_data=None, callbacks=(), args=None):
+    """TRL's SFTTrainer with atomic checkpoints and ``log.jsonl``; data from `korlhf.train.data.sft_dataset`."""
+    from trl import SFTTrainer
+
+    from korlhf.train.common import lora_config
+    from korlhf.train.output import AtomicCheckpoints, LogJsonl
+
+    class KorlhfSFTTrainer(AtomicCheckpoints, SFTTrainer):
+        pass
+
+    unpacked_padding_free = cfg.padding_free and not cfg.packing
+    trainer = KorlhfSFTTrainer(
+        model=model,
+        args=args or training_args(cfg, has_eval=eval_data is not None),
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg, "CAUSAL_LM"),
+        callbacks=[LogJsonl(cfg.output_dir), *callbacks],
+    )
+    if unpacked_padding_free:
+        fits = lambda example: len(example["input_ids"]) <= cfg.max_length  # noqa: E731
+        trainer.train_dataset = trainer.train_dataset.filter(fits)
+        if trainer.eval_dataset is not None:
+            trainer.eval_dataset = trainer.eval_dataset.filter(fits)
+    return trainer
+
+
+def eval_summary(output_dir: Path, final: dict) -> dict:
+    """Final eval loss and perplexity, with the loss before training (logged at step 0) for comparison."""
+    import math
+
+    from korlhf.train.output import read_log
+
+    start = next((row["eval_loss"] for row in read_log(output_dir) if row["step"] == 0 and "eval_loss" in row), None)
+    summary = {"eval_loss": final["eval_loss"], "eval_perplexity": math.exp(min(final["eval_loss"], 50.0))}
+    if "eval_mean_token_accuracy" in final:
+        summary["eval_token_accuracy"] = final["eval_mean_token_accuracy"]
+    if start is not None:
+        summary["eval_loss_start"] = start
+    return summary
+
+
+def template_label(tokenizer) -> str:
+    from korlhf.templates import template_name
+
+    return template_name(tokenizer.chat_template) or "the model's own"
+
+
+def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict, command: str) -> None:
+    """Model + tokenizer, merged copy, model card, then metrics.json (last)."""
+    from korlhf.models import load_causal_lm
+    from korlhf.train.data import source_counts
+    from korlhf.train.output import remove_checkpoints, save_model_dir, write_metrics, write_model_card
+
+    out = Path(cfg.output_dir)
+    save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_causal_lm(path, tok))
+    if not trainer.accelerator.is_main_process:
+        return
+    settings = {"epochs": cfg.epochs, "max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
+                "grad_accum": cfg.grad_accum, "processes": trainer.accelerator.num_processes,
+                "learning_rate": cfg.learning_rate, "max_length": cfg.max_length,
+                "batching": "packed" if cfg.packing else "length-grouped" if cfg.group_by_length else "random",
+                "lora": f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.use_lora or cfg.load_in_4bit else "no",
+                "neftune_noise_alpha": cfg.neftune_noise_alpha, "seed": cfg.seed}
+    usage = (f"from korlhf.models import load_causal_lm, load_tokenizer\n"
+             f"tokenizer = load_tokenizer({str(out)!r})\nmodel = load_causal_lm({str(out)!r}, tokenizer)\n"
+             "# or: korlhf chat --model " + str(out))
+    write_model_card(out, stage="sft", title=f"{out.name}: Korean SFT model", base_model=cfg.model_name_or_path,
+                     template=template_label(tokenizer),
+                     data={"train": source_counts(train_records), "eval": source_counts(eval_records)},
+                     metrics=metrics, settings=settings, usage=usage, command=command)
+    write_metrics(out, metrics)
+    if not cfg.keep_checkpoints:
+        remove_checkpoints(out)
+    Console().print(f"[bold green]sft done[/bold green] -> {out}  " +
+                    "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
