@@ -121,6 +121,75 @@ def sft(ctx: typer.Context) -> None:
 
 
 # --- generate, eval (korlhf.generate, korlhf.evaluation) ---
+@app.command(context_settings=STAGE)
+def generate(ctx: typer.Context) -> None:
+    """Answer prompts with a decoding preset; JSON Lines with answers, exact settings, token counts, timing.
+
+    Presets: greedy, beam, beam-sampling, sample, top-k, top-p, typical-p, min-p, contrastive; any knob
+    (temperature, top_p, num_beams, repetition_penalty, num_return_sequences, stop, ...) overrides.
+    Example: korlhf generate --model runs/sft --prompts prompts.jsonl --preset top-p --temperature 0.8 --out gen.jsonl
+    """
+    run_stage(ctx, "korlhf.generate")
+
+
+class _ScoreUnlessNamed(typer.core.TyperGroup):
+    """`korlhf eval --predictions ...` means `korlhf eval score --predictions ...`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["score", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(cls=_ScoreUnlessNamed, no_args_is_help=True, help=(
+    "Evaluate: score predictions (the default: `korlhf eval --predictions ...`), compare decoding strategies "
+    "(sweep), rate blind (sheet), compare metrics with ratings (agree), KoBEST accuracy (kobest)."))
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("score", context_settings=STAGE)
+def eval_score(ctx: typer.Context) -> None:
+    """BLEU (ko-mecab, char), chrF/chrF++, ROUGE (Kiwi morphemes, characters), diversity, lengths, refusals.
+
+    Example: korlhf eval --predictions gen.jsonl --references refs.jsonl --out runs/eval
+    """
+    run_stage(ctx, "korlhf.evaluation.score")
+
+
+@eval_app.command("sweep", context_settings=STAGE)
+def eval_sweep(ctx: typer.Context) -> None:
+    """Generate with several decoding strategies on one prompt set; one table (terminal, Markdown, CSV) + plots.
+
+    Example: korlhf eval sweep --config configs/sweep.yaml --model runs/sft
+    """
+    run_stage(ctx, "korlhf.evaluation.sweep")
+
+
+@eval_app.command("sheet", context_settings=STAGE)
+def eval_sheet(ctx: typer.Context, systems: list[str] = typer.Argument(None)) -> None:
+    """Blind rating sheet from two or more systems' generations: CSV and a self-contained HTML page.
+
+    Example: korlhf eval sheet runs/sweep/greedy.jsonl runs/sweep/top-p.jsonl --out runs/sheet
+    """
+    run_stage(ctx, "korlhf.evaluation.sheet", positional={"systems": _files_first(ctx, systems)})
+
+
+@eval_app.command("agree", context_settings=STAGE)
+def eval_agree(ctx: typer.Context, ratings: list[str] = typer.Argument(None)) -> None:
+    """Import ratings (people or a judge): each metric's Spearman/Kendall against them, agreement between raters.
+
+    Example: korlhf eval agree ratings_minji.csv ratings_judge.jsonl --sheet runs/sheet
+    """
+    run_stage(ctx, "korlhf.evaluation.agree", positional={"ratings": _files_first(ctx, ratings)})
+
+
+@eval_app.command("kobest", context_settings=STAGE)
+def eval_kobest(ctx: typer.Context) -> None:
+    """KoBEST accuracy (BoolQ, COPA, HellaSwag, SentiNeg, WiC) by log-likelihood of each choice.
+
+    Example: korlhf eval kobest --model runs/sft --data ../shared/data/kobest --limit 100
+    """
+    run_stage(ctx, "korlhf.evaluation.kobest")
 
 
 # --- label (korlhf.label) ---

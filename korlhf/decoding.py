@@ -129,11 +129,17 @@ class Decoding:
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
                           typical_p=self.typical_p, min_p=self.min_p)
-        if self.stop:
-            kwargs.update(stop_strings=list(self.stop), tokenizer=tokenizer)
         if self.contrastive:
             kwargs.update(custom_generate=contrastive_search, penalty_alpha=self.penalty_alpha,
                           contrastive_top_k=self.top_k)
+        if self.stop and self.contrastive:
+            # transformers 5.23 drops the tokenizer kwarg on the way to a custom decoding loop, so the
+            # stop-string criterion is built here instead of from stop_strings=.
+            from transformers import StoppingCriteriaList, StopStringCriteria
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([StopStringCriteria(tokenizer, list(self.stop))])
+        elif self.stop:
+            kwargs.update(stop_strings=list(self.stop), tokenizer=tokenizer)
         return kwargs
 
 

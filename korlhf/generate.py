@@ -125,7 +125,8 @@ def generate(model, tokenizer, prompts: list, decoding: Decoding | None = None, 
     was_training = model.training
     model.eval()
     k = decoding.num_return_sequences
-    with tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress) as bar:
+    quiet = {} if progress else {"disable": True}  # when shown, TQDM_DISABLE=1 still hides it
+    with tqdm(total=len(prompts), desc=desc, unit="prompt", **quiet) as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, padding_side="left",
@@ -198,7 +199,7 @@ class Config:
     model: str = field(metadata={"help": "model directory or hub id (an adapter directory loads on its base)"})
     prompts: str = field(metadata={"help": "prompt records (.jsonl/.json with 'prompt'), MT-Bench questions "
                                            "('turns'), or a text file with one prompt per line"})
-    output: str = field(default="generations.jsonl", metadata={"help": "JSON Lines file to write"})
+    out: str = field(default="generations.jsonl", metadata={"help": "JSON Lines file to write"})
     preset: str = field(default="greedy", metadata={"help": f"decoding preset: {', '.join(PRESETS)}"})
     max_new_tokens: int | None = _knob("most new tokens per answer")
     do_sample: bool | None = _knob("sample instead of taking the most likely token")
@@ -320,12 +321,12 @@ def main(cfg: Config) -> list[dict]:
         convs = generate_conversations(model, tokenizer, [items[i]["turns"] for i in multi], decoding, **options)
         per_item.update(dict(zip(multi, convs, strict=True)))
     records = [to_record(item, per_item[i], settings) for i, item in enumerate(items)]
-    write_jsonl(cfg.output, records)
+    write_jsonl(cfg.out, records)
     elapsed = time.perf_counter() - began
     new_tokens = sum(sum(r["response_tokens"]) for r in records)
     Console(stderr=True).print(
         f"{len(records)} prompts, {sum(len(r['responses']) for r in records)} answers, {new_tokens} new tokens "
-        f"in {elapsed:.1f}s ({new_tokens / max(elapsed, 1e-9):.1f} tokens/s) -> {cfg.output}")
+        f"in {elapsed:.1f}s ({new_tokens / max(elapsed, 1e-9):.1f} tokens/s) -> {cfg.out}")
     return records
 
 
