@@ -34,7 +34,7 @@ REASONS = {
     "truncated": "the (last or best) answer ends mid-sentence (drop_truncated)",
     "placeholder": "de-identification placeholders like #이름# (drop_placeholders)",
     "leaked_field": "the record's own JSON keys leaked into its text (drop_leaked_fields)",
-    "contaminated": "shares a decontam_ngram-character span or its prompt with an eval file",
+    "contaminated": "shares a decontam_ngram-character span (or a whole shorter text, or its prompt) with an eval file",
     "duplicate": "same text as an earlier kept record (whitespace-normalised)",
     "near_duplicate": "MinHash-LSH near duplicate (character 5-grams, near_threshold) of an earlier kept record",
 }
@@ -167,29 +167,37 @@ def _filter(record: dict, cfg: Config) -> list[str]:
 
 
 class Decontaminator:
-    """Eval texts as a set of character n-grams (spaces removed) and of normalised prompts.
+    """Eval texts as character n-grams (spaces removed) and normalised prompts.
 
-    A record is contaminated if it shares one n-gram with any eval text (the GPT-3 paper's
-    13-gram test, in characters because Korean words carry particles) or has an eval prompt.
+    A record is contaminated if it shares an n-gram with any eval text (the GPT-3 paper's 13-gram
+    test, in characters because Korean words carry particles), contains a whole eval text shorter
+    than n (but at least MIN_SHORT characters: KoBEST contexts are short), or has an eval prompt.
     """
+
+    MIN_SHORT = 8
 
     def __init__(self, files: list[str], n: int):
         self.n = n
-        self.grams: set[str] = set()
+        self.grams: dict[int, set[str]] = {}
         self.prompts: set[str] = set()
         for record in (r for s in read_sources(files) for r in s.records):
             self.prompts.add(nz.prompt_key(nz.prompt_of(record)))
-            self.grams.update(self._grams(nz.full_text(record)))
+            for _, text in nz.texts_of(record):
+                text = "".join(text.split())
+                size = min(n, len(text))
+                if size >= self.MIN_SHORT:
+                    self.grams.setdefault(size, set()).update(_grams(text, size))
         self.prompts.discard("")
-
-    def _grams(self, text: str) -> set[str]:
-        text = "".join(text.split())
-        return {text[i:i + self.n] for i in range(len(text) - self.n + 1)}
 
     def contaminated(self, record: dict) -> bool:
         if nz.prompt_key(nz.prompt_of(record)) in self.prompts:
             return True
-        return not self.grams.isdisjoint(self._grams(nz.full_text(record)))
+        text = "".join(nz.full_text(record).split())
+        return any(not grams.isdisjoint(_grams(text, size)) for size, grams in self.grams.items())
+
+
+def _grams(text: str, n: int) -> set[str]:
+    return {text[i:i + n] for i in range(len(text) - n + 1)}
 
 
 def _deduplicate(cleaned: list[dict], reasons: list[list], cfg: Config) -> dict[int, tuple[int, float]]:

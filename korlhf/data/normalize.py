@@ -19,9 +19,14 @@ _FTFY = ftfy.TextFixerConfig(uncurl_quotes=False, explain=False)
 # Text made only of these needs nothing from ftfy (it would return it unchanged); skipping the
 # call makes cleaning ~3x faster on Korean data, which is almost all Hangul and ASCII.
 _PLAIN = re.compile(r"[\n\t\x20-\x25\x27-\x7e\uac00-\ud7a3]*")
-_INVISIBLE = re.compile(r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# Before ftfy: invisible characters and exotic spaces outside Latin-1 (ftfy would widen U+3000 or
+# drop U+FEFF itself, hiding what was fixed). After ftfy: soft hyphen and no-break space, which
+# are bytes of Hangul mojibake (국 = EA B5 AD read as Latin-1) that ftfy needs to see.
+_INVISIBLE = re.compile(r"[\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_EXOTIC_SPACE = re.compile(r"[\u2000-\u200a\u202f\u205f\u3000]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_LATIN1_INVISIBLE, _LATIN1_SPACE = re.compile("\u00ad"), re.compile("\u00a0")
+_SPACES = re.compile(r"[ \t]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _QUOTES = "'\"‘’“”"
 
@@ -50,13 +55,19 @@ def normalize_text(text: str) -> tuple[str, list[str]]:
     line breaks, spaces (collapsed; lines trimmed; at most one blank line), a stray leading quote.
     """
     fixes = []
+    for name, pattern, repl in (("invisible", _INVISIBLE, ""), ("whitespace", _EXOTIC_SPACE, " ")):
+        new = pattern.sub(repl, text)
+        if new != text:
+            fixes.append(name)
+            text = new
     if not _PLAIN.fullmatch(text):
         fixed = ftfy.fix_text(text, _FTFY)
         if fixed != text:
             fixes.append("unicode" if unicodedata.normalize("NFC", text) != fixed else "nfc")
         text = fixed
-    for name, pattern in (("invisible", _INVISIBLE), ("control", _CONTROL)):
-        new = pattern.sub("", text)
+    for name, pattern, repl in (("control", _CONTROL, ""), ("invisible", _LATIN1_INVISIBLE, ""),
+                                ("whitespace", _LATIN1_SPACE, " ")):
+        new = pattern.sub(repl, text)
         if new != text:
             fixes.append(name)
             text = new
@@ -67,6 +78,7 @@ def normalize_text(text: str) -> tuple[str, list[str]]:
     if new != text:
         fixes.append("whitespace")
         text = new
+    fixes = list(dict.fromkeys(fixes))  # a fix named twice (before and after ftfy) is one fix
     if has_stray_quote(text):
         text = text[1:].lstrip()
         fixes.append("stray_quote")
