@@ -5,7 +5,7 @@ trained with), so turn two sees turn one exactly as SFT laid it out. Output stre
 `korlhf.streaming.IncrementalDecoder`, so a Hangul syllable split across byte-level tokens never
 prints half-made. `stream_reply` is also what `korlhf serve` runs in its generation worker.
 
-    korlhf chat --model runs/demo/sft --temperature 0.7 --max_new_tokens 128
+    korlhf chat --model runs/demo/sft --preset top-p --temperature 0.7 --max_new_tokens 128
     나> 서울은 어느 나라의 수도야?
     모델> ...
     나> /reset     (new conversation)     나> /exit
@@ -16,54 +16,53 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
+from korlhf.decoding import Decoding
 from korlhf.errors import KorlhfError
 
+# Presets whose answer can stream token by token (beam search and contrastive search cannot).
+STREAMED = ("greedy", "sample", "top-k", "top-p", "typical-p", "min-p")
 
-@dataclass
-class Decoding:
-    """How the next tokens are picked. ``temperature: 0`` means greedy decoding."""
 
+@dataclass(kw_only=True)
+class DecodingFields:
+    """Decoding flags of chat and serve: a `korlhf.decoding` preset and the knobs that change it.
+
+    The same presets and knobs as `korlhf generate`; ``temperature: 0`` means greedy (as in
+    OpenAI's API), and a temperature above 0 on the greedy preset samples.
+    """
+
+    preset: str = field(default="top-p", metadata={"help": f"decoding preset: {', '.join(STREAMED)}"})
     max_new_tokens: int = field(default=256, metadata={"help": "most tokens in one answer"})
-    temperature: float = field(default=0.7, metadata={"help": "sampling temperature; 0 = greedy (deterministic)"})
-    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling: keep the smallest token set with this mass"})
-    top_k: int = field(default=50, metadata={"help": "sample among the k most likely tokens; 0 = no limit"})
-    repetition_penalty: float = field(default=1.0, metadata={
+    temperature: float | None = field(default=None, metadata={
+        "help": "sampling temperature; 0 = greedy (default: the preset's, 1.0)"})
+    top_p: float | None = field(default=None, metadata={"help": "nucleus sampling mass (default: the preset's)"})
+    top_k: int | None = field(default=None, metadata={"help": "sample among the k most likely tokens (0 = off)"})
+    min_p: float | None = field(default=None, metadata={"help": "drop tokens with p < min_p * p(top token)"})
+    repetition_penalty: float | None = field(default=None, metadata={
         "help": "divide the logits of tokens already present by this (1.0 = off; 1.1-1.2 curbs loops)"})
     seed: int | None = field(default=None, metadata={"help": "random seed for sampling (reproducible answers)"})
     stop: list[str] = field(default_factory=list, metadata={"help": "stop the answer before any of these strings"})
 
-    def problems(self) -> list[tuple[str, str]]:
-        """(field, message) for every setting out of range; empty when all is well."""
-        found = []
-        if self.max_new_tokens < 1:
-            found.append(("max_new_tokens", f"must be at least 1, got {self.max_new_tokens}"))
-        if not 0 <= self.temperature <= 100:
-            found.append(("temperature", f"must be between 0 and 100 (0 = greedy), got {self.temperature}"))
-        if not 0 < self.top_p <= 1:
-            found.append(("top_p", f"must be in (0, 1], got {self.top_p}"))
-        if self.top_k < 0:
-            found.append(("top_k", f"must be 0 (no limit) or more, got {self.top_k}"))
-        if self.repetition_penalty <= 0:
-            found.append(("repetition_penalty", f"must be above 0 (1.0 = off), got {self.repetition_penalty}"))
-        if any(not s for s in self.stop):
-            found.append(("stop", "stop strings must not be empty"))
-        return found
+    def __post_init__(self):
+        self.decoding()  # fail at startup on bad settings, not at the first answer
 
-    def generation_config(self, tokenizer):
-        """Every field set explicitly: ``generate`` would otherwise fill unset ones from the model's own
-        ``generation_config.json`` (hub models often ship a top_k, top_p or repetition penalty)."""
-        from transformers import GenerationConfig
+    def decoding(self, **changes) -> Decoding:
+        """The `Decoding` these fields describe, with ``changes`` (e.g. one request's settings) on top."""
+        from korlhf.generate import decoding_from
 
-        sample = self.temperature > 0
-        return GenerationConfig(
-            do_sample=sample, temperature=self.temperature if sample else None,  # None: unused when greedy
-            top_p=self.top_p if sample else None, top_k=self.top_k if sample else None, typical_p=1.0, min_p=None,
-            repetition_penalty=self.repetition_penalty, no_repeat_ngram_size=0, min_new_tokens=0,
-            max_new_tokens=self.max_new_tokens, num_beams=1, use_cache=True,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        )
+        values = {**{f.name: getattr(self, f.name) for f in fields(DecodingFields)}, **changes}
+        if values["temperature"] == 0:
+            values.update(preset="greedy", temperature=None)
+        elif values["temperature"] is not None and values["preset"] == "greedy":
+            values["preset"] = "sample"
+        if values["preset"] not in STREAMED:
+            raise KorlhfError(f"preset '{values['preset']}' cannot stream its answer token by token; "
+                              f"choose one of: {', '.join(STREAMED)}")
+        if any(not s for s in values["stop"]):
+            raise KorlhfError("stop strings must not be empty")
+        return decoding_from(values)
 
 
 @dataclass(kw_only=True)
@@ -79,21 +78,9 @@ class ModelArgs:
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the hub repository"})
 
 
-def check_decoding(decoding: Decoding) -> None:
-    problems = decoding.problems()
-    if problems:
-        raise ValueError("; ".join(f"--{name} {message}" for name, message in problems))
-
-
 @dataclass(kw_only=True)
-class Config(Decoding, ModelArgs):
+class Config(DecodingFields, ModelArgs):
     show_stats: bool = field(default=True, metadata={"help": "print tokens and tokens/s after each answer"})
-
-    def __post_init__(self):
-        check_decoding(self)
-
-    def decoding(self) -> Decoding:
-        return Decoding(**{f.name: getattr(self, f.name) for f in fields(Decoding)})
 
 
 @dataclass
@@ -232,13 +219,18 @@ def stream_reply(model, tokenizer, input_ids: list[int], decoding: Decoding,
             done = sink.hit or bool(cancelled and cancelled())
             return torch.full((ids.shape[0],), done, dtype=torch.bool, device=ids.device)
 
+    kwargs = decoding.generate_kwargs(tokenizer)
+    # StopText below both cuts the text and ends generation at a stop string, so transformers'
+    # own stop-string criterion (built from the whole vocabulary on every call) is not needed.
+    kwargs.pop("stop_strings", None), kwargs.pop("tokenizer", None)
+    criteria = StoppingCriteriaList([Stop(), *kwargs.pop("stopping_criteria", [])])
     if decoding.seed is not None:
         torch.manual_seed(decoding.seed)
     start = time.perf_counter()
     ids = torch.tensor([input_ids], device=model.device)
     with torch.inference_mode():
-        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=decoding.generation_config(tokenizer),
-                       streamer=Streamer(), stopping_criteria=StoppingCriteriaList([Stop()]))
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=Streamer(),
+                       stopping_criteria=criteria, **kwargs)
     if cancelled and cancelled() and not sink.hit:
         reason = "cancelled"
     elif sink.hit or (new_ids and new_ids[-1] == tokenizer.eos_token_id):
@@ -287,7 +279,7 @@ class ChatSession:
         If the user interrupts (Ctrl-C), the partial answer is kept, as a chat page would.
         """
         _, ids, budget = self.prompt(user_text)
-        decoding = Decoding(**{**vars(self.decoding), "max_new_tokens": budget})
+        decoding = replace(self.decoding, max_new_tokens=budget)
         got: list[str] = []
 
         def collect(piece: str) -> None:
@@ -365,8 +357,14 @@ def main(cfg: Config) -> None:
     console = Console(highlight=False, soft_wrap=True)
     with console.status(f"loading {cfg.model} ...", spinner="dots"):
         tokenizer, model = load_model(cfg.model, cfg.template, cfg.dtype, cfg.device, cfg.trust_remote_code)
-    session = ChatSession(model, tokenizer, cfg.decoding(), cfg.system)
-    mode = "greedy" if cfg.temperature == 0 else f"temperature {cfg.temperature}, top_p {cfg.top_p}, top_k {cfg.top_k}"
+    decoding = cfg.decoding()
+    session = ChatSession(model, tokenizer, decoding, cfg.system)
+    knobs = [f"{name} {value}" for name, value, off in (("temperature", decoding.temperature, None),
+             ("top_p", decoding.top_p, 1.0), ("top_k", decoding.top_k, 0), ("min_p", decoding.min_p, 0.0),
+             ("typical_p", decoding.typical_p, 1.0)) if decoding.do_sample and value != off]
+    if decoding.repetition_penalty != 1.0:
+        knobs.append(f"repetition_penalty {decoding.repetition_penalty}")
+    mode = decoding.preset + (f" ({', '.join(knobs)})" if knobs else "")
     console.print(f"[bold]{cfg.model}[/bold] on {model.device} · template "
                   f"{template_name(tokenizer.chat_template) or 'custom'} · {mode} · max_new_tokens {cfg.max_new_tokens}")
     console.print(HELP, markup=False)

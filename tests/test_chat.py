@@ -1,12 +1,15 @@
 """`korlhf chat` and the streamed generation it shares with `korlhf serve`."""
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from korlhf.chat import ChatSession, Decoding, StopText, load_model, stream_reply
+from korlhf.chat import ChatSession, DecodingFields, StopText, load_model, stream_reply
+from korlhf.decoding import Decoding
+from korlhf.errors import KorlhfError
 
 SENTENCE = "안녕하세요, 반갑습니다! 오늘은 불고기를 먹었어요."
 
@@ -20,13 +23,13 @@ class Replay:
     def __init__(self, ids):
         self.ids = ids
 
-    def generate(self, input_ids, attention_mask, generation_config, streamer, stopping_criteria):
+    def generate(self, input_ids, attention_mask, streamer, stopping_criteria, max_new_tokens, eos_token_id, **kwargs):
         streamer.put(input_ids)
         for step, token in enumerate(self.ids):
-            if step == generation_config.max_new_tokens:
+            if step == max_new_tokens:
                 break
             streamer.put(torch.tensor([token]))
-            if token == generation_config.eos_token_id or stopping_criteria(input_ids, None).all():
+            if token == eos_token_id or stopping_criteria(input_ids, None).all():
                 break
         streamer.end()
 
@@ -73,7 +76,7 @@ def test_greedy_reply_equals_plain_generate(tiny):
     ids = tokenizer("### Instruction(명령어):\n서울은 어디에 있나요?\n\n### Response(응답):",
                     add_special_tokens=False)["input_ids"]
     pieces = []
-    reply = stream_reply(model, tokenizer, ids, Decoding(temperature=0, max_new_tokens=24), pieces.append,
+    reply = stream_reply(model, tokenizer, ids, Decoding(max_new_tokens=24), pieces.append,
                          strip_leading=False)
     out = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False)[0, len(ids):]
     assert reply.text == "".join(pieces) == tokenizer.decode(out, skip_special_tokens=True).rstrip("\ufffd")
@@ -82,10 +85,20 @@ def test_greedy_reply_equals_plain_generate(tiny):
 
 def test_seed_makes_sampling_reproducible(tiny):
     tokenizer, model = tiny
-    decoding = Decoding(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=16, seed=7)
+    decoding = Decoding.from_preset("sample", max_new_tokens=16, seed=7)
     first = stream_reply(model, tokenizer, [10, 11, 12], decoding).text
     assert stream_reply(model, tokenizer, [10, 11, 12], decoding).text == first
-    assert stream_reply(model, tokenizer, [10, 11, 12], Decoding(**{**vars(decoding), "seed": 8})).text != first
+    assert stream_reply(model, tokenizer, [10, 11, 12], dataclasses.replace(decoding, seed=8)).text != first
+
+
+def test_decoding_flags_map_onto_presets():
+    assert DecodingFields().decoding().preset == "top-p"
+    assert DecodingFields(temperature=0).decoding().do_sample is False  # 0 = greedy, as in OpenAI's API
+    warm = DecodingFields(preset="greedy", temperature=0.8).decoding()
+    assert (warm.preset, warm.do_sample, warm.temperature) == ("sample", True, 0.8)
+    assert DecodingFields(seed=None).decoding().seed is None  # no seed: every answer differs
+    with pytest.raises(KorlhfError, match="stop strings must not be empty"):
+        DecodingFields(stop=[""])
 
 
 def test_stops_at_the_tokenizers_eos(tiny_gpt2):
@@ -95,13 +108,13 @@ def test_stops_at_the_tokenizers_eos(tiny_gpt2):
         wte[tokenizer.eos_token_id] = wte[tokenizer.eos_token_id] * 50
         model.transformer.ln_f.weight.zero_()
         model.transformer.ln_f.bias.copy_(wte[tokenizer.eos_token_id])
-    reply = stream_reply(model, tokenizer, [10, 11], Decoding(temperature=0, max_new_tokens=20))
+    reply = stream_reply(model, tokenizer, [10, 11], Decoding(max_new_tokens=20))
     assert (reply.text, reply.finish_reason, reply.completion_tokens) == ("", "stop", 1)
 
 
 def test_history_uses_the_chat_template_and_resets(tiny):
     tokenizer, model = tiny
-    session = ChatSession(model, tokenizer, Decoding(temperature=0, max_new_tokens=6))
+    session = ChatSession(model, tokenizer, Decoding(max_new_tokens=6))
     first = session.answer("첫 번째 질문")
     session.answer("두 번째 질문")
     assert [m["role"] for m in session.messages] == ["user", "assistant", "user", "assistant"]
@@ -116,7 +129,7 @@ def test_history_uses_the_chat_template_and_resets(tiny):
 
 def test_old_turns_are_dropped_to_fit_the_context(tiny):
     tokenizer, model = tiny
-    session = ChatSession(model, tokenizer, Decoding(temperature=0, max_new_tokens=8), system="친절하게 답하세요.")
+    session = ChatSession(model, tokenizer, Decoding(max_new_tokens=8), system="친절하게 답하세요.")
     session.context = 90
     for i in range(4):
         session.answer(f"{i}번째 질문입니다. 길게 써 봅니다.")
@@ -143,8 +156,11 @@ def test_chat_command_with_piped_input(tiny_gpt2):
 
 
 def test_chat_command_rejects_bad_settings():
-    result = korlhf("chat", "--model", "x", "--temperature", "-1")
+    result = korlhf("chat", "--model", "x", "--top_p", "1.5")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: --temperature must be between 0 and 100 (0 = greedy), got -1.0"
+    assert result.stderr.strip() == "error: decoding settings: top_p must be in (0, 1]"
+    result = korlhf("chat", "--model", "x", "--preset", "beam")
+    assert result.stderr.strip() == ("error: preset 'beam' cannot stream its answer token by token; "
+                                     "choose one of: greedy, sample, top-k, top-p, typical-p, min-p")
     result = korlhf("chat", "--temperature", "0")
     assert result.stderr.strip() == "error: missing required config field(s): model (set them in the YAML file or as --model VALUE)"

@@ -14,7 +14,8 @@ import openai
 import pytest
 import torch
 
-from korlhf.chat import Decoding, encode, load_model, stream_reply
+from korlhf.chat import encode, load_model, stream_reply
+from korlhf.decoding import Decoding
 from korlhf.errors import KorlhfError
 from korlhf.serve.server import Background, Config
 
@@ -24,8 +25,7 @@ NAME = "tiny-ko"
 @pytest.fixture(scope="module")
 def server(tiny_gpt2):
     # Server defaults: sampling with a fixed seed, so answers are varied text yet reproducible.
-    srv = Background(Config(model=str(tiny_gpt2), model_name=NAME, port=0, temperature=1.0, top_k=0, top_p=1.0,
-                            seed=0, max_new_tokens=12))
+    srv = Background(Config(model=str(tiny_gpt2), model_name=NAME, port=0, preset="sample", seed=0, max_new_tokens=12))
     yield srv
     srv.stop()
 
@@ -43,7 +43,7 @@ def tiny(tiny_gpt2):
 def alone(tiny, prompt: str, **settings) -> str:
     """The answer to one user message computed on its own, outside the server."""
     tokenizer, model = tiny
-    decoding = Decoding(**{"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0, "max_new_tokens": 12, **settings})
+    decoding = Decoding.from_preset("sample", **{"seed": 0, "max_new_tokens": 12, **settings})
     return stream_reply(model, tokenizer, encode(tokenizer, [{"role": "user", "content": prompt}]), decoding).text
 
 
@@ -96,7 +96,7 @@ def test_text_completion(client, tiny):
     tokenizer, model = tiny
     reply = client.completions.create(model=NAME, prompt="서울의 날씨는", max_tokens=8, temperature=0)
     ids = tokenizer("서울의 날씨는")["input_ids"]
-    expected = stream_reply(model, tokenizer, ids, Decoding(temperature=0, max_new_tokens=8), strip_leading=False)
+    expected = stream_reply(model, tokenizer, ids, Decoding(max_new_tokens=8), strip_leading=False)
     assert reply.object == "text_completion" and reply.choices[0].text == expected.text
     streamed = client.completions.create(model=NAME, prompt="서울의 날씨는", max_tokens=8, temperature=0, stream=True)
     assert "".join(c.choices[0].text for c in streamed) == expected.text
@@ -117,6 +117,7 @@ BAD = [  # (keyword arguments for chat.completions.create, status, param, messag
     (dict(max_tokens=0), 400, "max_tokens", "Invalid value for 'max_tokens': 0. Input should be greater than or equal to 1."),
     (dict(extra_body={"temprature": 1}), 400, "temprature", "Unrecognized request argument supplied: temprature"),
     (dict(extra_body={"top_k": -1}), 400, "top_k", "Invalid value for 'top_k': -1. Input should be greater than or equal to 0."),
+    (dict(extra_body={"preset": "beam"}), 400, "preset", "preset 'beam' cannot stream its answer token by token"),
     (dict(n=2), 400, "n", "n=2: this server returns one choice per request; send n=1 (or several requests)"),
     (dict(presence_penalty=0.5), 400, "presence_penalty",
      "presence_penalty is not supported; use repetition_penalty (e.g. 1.1) to curb repetition"),

@@ -66,8 +66,7 @@ def browser(chromium, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tiny_gpt2):
-    srv = Background(Config(model=str(tiny_gpt2), model_name=NAME, port=0, temperature=1.0, top_k=0, top_p=1.0,
-                            seed=0, max_new_tokens=24))
+    srv = Background(Config(model=str(tiny_gpt2), model_name=NAME, port=0, preset="sample", seed=0, max_new_tokens=24))
     yield srv
     srv.stop()
 

@@ -19,7 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from korlhf.chat import Decoding, Reply, context_length, encode
+from korlhf.chat import Reply, context_length, encode
+from korlhf.decoding import Decoding
+from korlhf.errors import KorlhfError
 from korlhf.serve.engine import Engine, QueueFull
 from korlhf.serve.schemas import ApiError, ChatRequest, CompletionRequest, Sampling, validation_error
 
@@ -172,18 +174,17 @@ def _decoding(app: FastAPI, req: Sampling, prompt_tokens: int, requested: int | 
     if room < 1:
         raise ApiError(400, f"This model's maximum context length is {context} tokens, and the {what} alone "
                        f"take {prompt_tokens}. Please shorten the {what}.", what, "context_length_exceeded")
-    given = {name: getattr(req, name) for name in ("temperature", "top_p", "top_k", "repetition_penalty", "seed")}
-    decoding = Decoding(
-        **{name: getattr(cfg, name) if value is None else value for name, value in given.items()},
-        max_new_tokens=requested or min(cfg.max_new_tokens, room),
-        stop=req.stops() if req.stop is not None else list(cfg.stop),
-    )
-    problems = decoding.problems()
-    if problems:
-        name, message = problems[0]
-        name = "max_tokens" if name == "max_new_tokens" else name
-        raise ApiError(400, f"{name} {message}", name)
-    return decoding
+    changes = {name: value for name in ("preset", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
+               if (value := getattr(req, name)) is not None}
+    changes["max_new_tokens"] = requested or min(cfg.max_new_tokens, room)
+    if req.stop is not None:
+        changes["stop"] = req.stops()
+    try:
+        return cfg.decoding(**changes)
+    except KorlhfError as exc:
+        message = str(exc).removeprefix("decoding settings: ")
+        param = next((name for name in [*changes, "max_tokens"] if message.startswith(name)), None)
+        raise ApiError(400, message, "max_tokens" if param == "max_new_tokens" else param) from None
 
 
 async def _respond(app: FastAPI, kind: str, req: Sampling, ids: list[int], decoding: Decoding, strip_leading: bool):

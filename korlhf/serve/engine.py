@@ -16,7 +16,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from korlhf.chat import Decoding, stream_reply
+from korlhf.chat import stream_reply
+from korlhf.decoding import Decoding
 
 log = logging.getLogger("korlhf.serve")
 

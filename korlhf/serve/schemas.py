@@ -1,8 +1,8 @@
 """Request bodies of the OpenAI-compatible API, and errors in OpenAI's shape.
 
 Unknown fields are rejected (as OpenAI does), so a misspelt ``temprature`` is a 400, not a silently
-ignored setting. ``top_k`` and ``repetition_penalty`` are korlhf extensions (the openai client
-sends them through ``extra_body``). Fields the server cannot honour (``n`` > 1, penalties,
+ignored setting. ``top_k``, ``min_p``, ``repetition_penalty`` and ``preset`` (a `korlhf.decoding`
+preset) are korlhf extensions (the openai client sends them through ``extra_body``). Fields the server cannot honour (``n`` > 1, penalties,
 log-probs) are accepted only at their neutral value and otherwise refused with a clear message.
 """
 
@@ -68,7 +68,9 @@ class Sampling(_Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, lt=1)
     repetition_penalty: float | None = Field(default=None, gt=0)
+    preset: str | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool = False

@@ -16,14 +16,14 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from korlhf.chat import Decoding, ModelArgs, check_decoding
+from korlhf.chat import DecodingFields, ModelArgs
 from korlhf.errors import KorlhfError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(kw_only=True)
-class Config(Decoding, ModelArgs):
+class Config(DecodingFields, ModelArgs):
     """Decoding fields are the defaults for requests that leave them out."""
 
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind; 0.0.0.0 exposes the server (set an API key)"})
@@ -37,7 +37,7 @@ class Config(Decoding, ModelArgs):
     log_level: str = field(default="info", metadata={"help": "uvicorn log level: debug, info, warning, error"})
 
     def __post_init__(self):
-        check_decoding(self)
+        super().__post_init__()
         if self.api_key is None:
             self.api_key = os.environ.get("KORLHF_API_KEY") or None
         if self.model_name is None:
