@@ -117,6 +117,12 @@ def sft(ctx: typer.Context) -> None:
     run_stage(ctx, "korlhf.train.sft")
 
 
+@train_app.command(context_settings=STAGE)
+def rm(ctx: typer.Context) -> None:
+    """Reward model from ranked answers: kwise (InstructGPT), pairwise (Bradley-Terry) or listwise loss."""
+    run_stage(ctx, "korlhf.train.rm")
+
+
 # --- train: ppo, dpo, grpo, rloo (korlhf.train) ---
 
 

@@ -58,7 +58,8 @@ def load_causal_lm(name_or_path: str | Path, tokenizer=None, dtype: str = "auto"
 
 
 def load_reward_model(name_or_path: str | Path, tokenizer=None, dtype: str = "auto", device: str | None = None,
-                      trust_remote_code: bool = False, new_head: bool = False, **kwargs):
+                      trust_remote_code: bool = False, new_head: bool = False, merge_adapter: bool = True,
+                      **kwargs):
     """A sequence-classification model with one output (the reward), with its trained head.
 
     With a LoRA reward model the head is saved in the adapter (``modules_to_save``); loading
@@ -66,11 +67,13 @@ def load_reward_model(name_or_path: str | Path, tokenizer=None, dtype: str = "au
     when the checkpoint has none; we refuse that case instead, because a random head silently
     ruins PPO (the original KoChatGPT pipeline lost its trained head exactly this way).
     ``new_head=True`` is for starting a reward model from an SFT/base model, where it is expected.
+    ``merge_adapter=False`` keeps a LoRA adapter separate: scores then equal the trained model's
+    bit for bit (merging reorders float sums, ~1e-7 apart).
     """
     from transformers import AutoModelForSequenceClassification
 
     kwargs.setdefault("num_labels", 1)
-    model = _load(AutoModelForSequenceClassification, name_or_path, dtype, trust_remote_code, True,
+    model = _load(AutoModelForSequenceClassification, name_or_path, dtype, trust_remote_code, merge_adapter,
                   output_loading_info=True, **kwargs)
     model, info = model
     missing = [k for k in info.get("missing_keys", []) if k.split(".")[0] in ("score", "classifier", "v_head")]

@@ -90,6 +90,7 @@ def test_yaml_must_be_mapping(tmp_path):
 STAGE_MODULES = {
     "demo": "korlhf.demo",
     "sft": "korlhf.train.sft",
+    "rm": "korlhf.train.rm",
     "data": "korlhf.data.build",
     "data_clean": "korlhf.data.clean",
 }
