@@ -124,6 +124,10 @@ def rm(ctx: typer.Context) -> None:
 
 
 # --- train: ppo, dpo, grpo, rloo (korlhf.train) ---
+@train_app.command(context_settings=STAGE)
+def ppo(ctx: typer.Context) -> None:
+    """PPO (InstructGPT step 3) from a reward model and/or rule rewards, with a KL penalty to the SFT model."""
+    run_stage(ctx, "korlhf.train.ppo")
 
 
 # --- generate, eval (korlhf.generate, korlhf.evaluation) ---

@@ -91,6 +91,10 @@ STAGE_MODULES = {
     "demo": "korlhf.demo",
     "sft": "korlhf.train.sft",
     "rm": "korlhf.train.rm",
+    "ppo": "korlhf.train.ppo",
+    "dpo": "korlhf.train.dpo",
+    "grpo": "korlhf.train.grpo",
+    "rloo": "korlhf.train.rloo",
     "data": "korlhf.data.build",
     "data_clean": "korlhf.data.clean",
 }
