@@ -35,7 +35,7 @@ def hangul_ratio(text: str) -> float:
 
     1.0 for pure Korean, 0.0 for pure English; 0.0 for text with no letters at all.
     """
-    letters = sum(1 for ch in text if ch.isalpha())
+    letters = sum(map(str.isalpha, text))
     return len(HANGUL.findall(text)) / letters if letters else 0.0
 
 
