@@ -131,3 +131,5 @@ def test_web_chat_shows_api_errors(browser, server):
     box.submit()
     error = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.error"))[0]
     assert error.text == "오류: max_tokens is 5000, above this server's limit of 1024 (korlhf serve --max_tokens_limit)"
+    assert browser.find_elements(By.CSS_SELECTOR, ".msg.user") == []  # the failed turn is not kept ...
+    assert box.get_property("value") == "안녕"  # ... and its text is back in the box to fix and resend
