@@ -229,9 +229,11 @@ def test_full_queue_answers_429(tiny_tokenizer):
         results = []
         waiting = [threading.Thread(target=lambda: results.append(client.chat.completions.create(
             model="blocking", messages=ask("질문")))) for _ in range(2)]
-        for thread in waiting:  # the first is generating, the second waits in the queue
-            thread.start()
-            time.sleep(0.3)
+        for thread, state in zip(waiting, [("busy", True), ("waiting", 1)], strict=True):
+            thread.start()  # the first is generating, then the second waits in the queue
+            deadline = time.monotonic() + 20
+            while httpx.get(srv.url + "/health").json()[state[0]] != state[1] and time.monotonic() < deadline:
+                time.sleep(0.02)
         with pytest.raises(openai.RateLimitError) as err:
             client.chat.completions.create(model="blocking", messages=ask("질문"))
         assert err.value.body["message"].startswith("the server is busy: 1 requests are already waiting")
