@@ -88,12 +88,16 @@ def mixed(tmp_path):
         {"prompt": "김치  만드는 법", "response": ANSWER},  # exact duplicate after repair
         {"prompt": "연락처 남길게요", "response": f"제 번호는 010-1234-5678입니다. {ANSWER}"},
         {"prompt": "문제를 풀어 주세요", "response": "저는 AI 언어 모델로서 답을 드릴 수 없습니다."},
-        {"prompt": "남자는 토스트가 타는 냄새를 맡았다 그래서 어떻게 했나요", "response": ANSWER},
+        {"prompt": "남자는 토스트가 타는 냄새를 맡았다, 그래서?", "response": ANSWER},  # an eval prompt
+        {"prompt": "발효 음식 이야기", "response": "요즘도 전통적으로 김장은 늦가을에 온 가족이 모여서 담급니다."},  # an eval span
+        {"prompt": "짧은 문장 공유", "response": "휴대폰이 고장났다. 그래서 새로 샀습니다."},  # short eval text: fine
     ])
     rm = write_jsonl(tmp_path / "rm.jsonl", [
         {"prompt": "개포주공아파트는 몇 단지로 이루어져 있나?", "completion_0": "다섯 단지입니다.", "completion_1": "이날 목송에서",
          "completion_2": "총 27개 단지로 이루어져 있습니다.", "ranking": [2, 0, 1]}])
-    evals = write_jsonl(tmp_path / "eval.jsonl", [{"prompt": "남자는 토스트가 타는 냄새를 맡았다 그래서", "response": "껐다"}])
+    evals = write_jsonl(tmp_path / "eval.jsonl", [
+        {"prompt": "남자는 토스트가 타는 냄새를 맡았다 그래서", "response": "휴대폰이 고장났다."},
+        {"prompt": "김장은 언제 하나요?", "response": "김장은 전통적으로 김장은 늦가을에 온 가족이 모여서 담급니다."}])
     return [str(sft), str(rm)], str(evals)
 
 
@@ -103,9 +107,9 @@ def test_every_record_kept_or_rejected_with_reasons(mixed, tmp_path):
     kept = [r for _, r in read_jsonl(paths["kept"])]
     rejected = [r for _, r in read_jsonl(paths["rejected"])]
     assert sorted([r["id"] for r in kept] + [r["id"] for r in rejected]) == sorted(
-        ["sft-1", "sft-2", "sft-3", "sft-4", "sft-5", "kochatgpt-rm-1"])
+        ["sft-1", "sft-2", "sft-3", "sft-4", "sft-5", "sft-6", "sft-7", "kochatgpt-rm-1"])
     assert {r["id"]: r["reasons"] for r in rejected} == {"sft-2": ["duplicate"], "sft-4": ["refusal"],
-                                                         "sft-5": ["contaminated"]}
+                                                         "sft-5": ["contaminated"], "sft-6": ["contaminated"]}
     dup = next(r for r in rejected if r["id"] == "sft-2")
     assert dup["duplicate_of"] == "sft-1" and dup["line"] == 2 and dup["file"] == files[0]
     assert dup["record"] == {"prompt": "김치  만드는 법", "response": ANSWER, "source": "sft", "id": "sft-2"}  # original
@@ -114,7 +118,7 @@ def test_every_record_kept_or_rejected_with_reasons(mixed, tmp_path):
     assert by_id["sft-3"]["response"].startswith("제 번호는 #전화번호#입니다.")
     assert by_id["kochatgpt-rm-1"]["responses"][0] == "총 27개 단지로 이루어져 있습니다."
     report = json.loads(paths["report_json"].read_text(encoding="utf-8"))
-    assert report["totals"] == {"read": 6, "kept": 3, "rejected": 3}
+    assert report["totals"] == {"read": 8, "kept": 4, "rejected": 4}
     assert report["files"][0]["fixes"] == {"stray_quote": 1, "whitespace": 1}
     assert report["files"][0]["pii_masked"] == {"mobile": 1}
     assert "## Criteria" in paths["report"].read_text(encoding="utf-8")
