@@ -16,7 +16,7 @@ from itertools import combinations
 from korlhf.data import normalize as nz
 from korlhf.data.dedup import exact_duplicates, near_duplicates
 from korlhf.data.readers import FORMATS, Source, read_sources
-from korlhf.data.tables import Tables, print_notes, snippet
+from korlhf.data.tables import Tables, print_notes, progress, snippet
 from korlhf.text import hangul_ratio, is_refusal, looks_truncated, rep_n
 
 CHECKS = {
@@ -94,9 +94,11 @@ def inspect_source(source: Source, cfg: Config, tokenizer=None) -> dict:
     hits: dict[str, list[tuple[int, str]]] = {c: [] for c in CHECKS}
     pii_types: dict[str, int] = {}
     records = source.records
-    for i, record in enumerate(records):
-        for check, detail in _record_checks(record, cfg, pii_types):
-            hits[check].append((i, detail))
+    with progress(len(records), f"inspecting {source.path.name}") as advance:
+        for i, record in enumerate(records):
+            for check, detail in _record_checks(record, cfg, pii_types):
+                hits[check].append((i, detail))
+            advance()
     prompts = [nz.prompt_of(r) for r in records]
     texts = [nz.full_text(r) for r in records]
     for i, j in exact_duplicates(prompts).items():
@@ -106,7 +108,9 @@ def inspect_source(source: Source, cfg: Config, tokenizer=None) -> dict:
         hits["duplicate_record"].append((i, f"= {records[j]['id']}: {texts[i]}"))
     if cfg.near_dedup:
         candidates = [None if i in record_dups else t for i, t in enumerate(texts)]
-        for i, (j, score) in near_duplicates(candidates, cfg.near_threshold).items():
+        with progress(len(records), "near duplicates") as advance:
+            near = near_duplicates(candidates, cfg.near_threshold, advance=advance)
+        for i, (j, score) in near.items():
             hits["near_duplicate"].append((i, f"~{score:.2f} {records[j]['id']}: {texts[i]}"))
     checks = {c: {"count": len(found), "examples": [{"id": records[i]["id"], "text": snippet(d)}
                                                     for i, d in sorted(found)[:cfg.examples]]}
