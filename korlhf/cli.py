@@ -203,6 +203,42 @@ def eval_kobest(ctx: typer.Context) -> None:
 
 
 # --- label (korlhf.label) ---
+class _RunUnlessNamed(typer.core.TyperGroup):
+    """`korlhf label --config ...` means `korlhf label run --config ...`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+label_app = typer.Typer(cls=_RunUnlessNamed, no_args_is_help=True, help=(
+    "AI feedback: rank candidate answers with a judge (api, reward-model, rules, benchmark) into preference "
+    "records (the default: `korlhf label --config ...`; `korlhf label run --help` lists every field); agreement "
+    "between two judges, or a judge and known truth (agree)."))
+app.add_typer(label_app, name="label")
+
+
+@label_app.command("run", context_settings=STAGE)
+def label_run(ctx: typer.Context) -> None:
+    """Rank K candidate answers per prompt with a judge; preference records for `train rm` / `train dpo`.
+
+    Judges: api (any OpenAI-compatible endpoint; pairwise in both orders, or pointwise 1-10), reward-model,
+    rules (a smoke test), benchmark (KoBEST truth). Candidates: input answers and/or samples from --models.
+    Example: OPENAI_API_KEY=... korlhf label --config configs/label.yaml --inputs prompts.jsonl --models runs/sft
+    """
+    run_stage(ctx, "korlhf.label.stage")
+
+
+@label_app.command("agree", context_settings=STAGE)
+def label_agree(ctx: typer.Context, files: list[str] = typer.Argument(None)) -> None:
+    """Agreement of two raters on the same answer pairs: rate, kappa, tie rate, position consistency.
+
+    A rater: a `korlhf label` run directory, ranked preference JSON Lines (e.g. KoBEST truth), or a pairwise
+    sheet (prompt, response_a, response_b, label A/B/tie). Example: korlhf label agree runs/label runs/label_rm
+    """
+    run_stage(ctx, "korlhf.label.agree", positional={"files": _files_first(ctx, files)})
+
 
 
 # --- chat, serve (korlhf.chat, korlhf.serve) ---

@@ -97,6 +97,7 @@ STAGE_MODULES = {
     "rloo": "korlhf.train.rloo",
     "data": "korlhf.data.build",
     "data_clean": "korlhf.data.clean",
+    "label": "korlhf.label.stage",
 }
 
 

@@ -1,0 +1,158 @@
+"""The rules, reward-model and benchmark judges, model candidates, the agreement report and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from korlhf.errors import KorlhfError
+from korlhf.label import agree
+from korlhf.label.judges import rule_score
+from korlhf.label.stage import Config, main
+from korlhf.records import load_records, read_jsonl
+
+KOREAN = "김치찌개는 김치와 돼지고기를 넣고 끓이면 됩니다."
+
+
+def write(path, records):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+def test_rule_score_prefers_a_finished_korean_answer():
+    prompt = "김치찌개 끓이는 법을 알려줘"
+    good, good_notes = rule_score(prompt, KOREAN)
+    english, notes = rule_score(prompt, "Put kimchi and pork in a pot and boil it.")
+    refusal, refusal_notes = rule_score(prompt, "죄송하지만 저는 AI 언어 모델로서 요리를 할 수 없습니다.")
+    cut, cut_notes = rule_score(prompt, "김치찌개는 김치와 돼지고기를 넣고")
+    assert good > cut > english and good > refusal
+    assert "한국어 답변이 아님" in notes and "거절/상투 문구" in refusal_notes and "문장이 끊김" in cut_notes
+    assert good_notes[0] == "한글 비율 1.00"
+    repeated, rep_notes = rule_score(prompt, "김치 김치 김치 김치 김치 김치 김치 김치 김치입니다.")
+    assert repeated < good
+    with_ref, ref_notes = rule_score(prompt, KOREAN, reference=KOREAN)
+    assert with_ref == pytest.approx(good + 3.0) and ref_notes[-1] == "참고 답변 겹침 1.00"
+
+
+def test_rules_judge_writes_smoke_test_records_with_ties_left_out(tmp_path):
+    records = [{"id": "a", "prompt": "김치찌개 끓이는 법", "responses": ["Boil it.", KOREAN, KOREAN + " ", "Boil"]},
+               {"id": "b", "prompt": "질문", "response": "답변입니다."}]
+    metrics = main(Config(inputs=[write(tmp_path / "in.jsonl", records)], output_dir=str(tmp_path / "run"),
+                          judge="rules"))
+    (record,) = load_records(tmp_path / "run" / "preferences.jsonl", "preference")
+    assert record["smoke_test"] is True and record["judge"] == "rules (smoke test)"
+    assert record["responses"][0] == KOREAN and len(record["responses"]) == 3
+    assert record["tied"] == [{"response": KOREAN + " ", "score": record["scores"][0], "tied_with": 1}]
+    assert record["scores"] == sorted(record["scores"], reverse=True)
+    (single,) = [r for _, r in read_jsonl(tmp_path / "run" / "unranked.jsonl")]
+    assert single["reason"] == "fewer than 2 candidates"
+    assert metrics["agreement_with_input_ranking"]["pairs_compared"] == 6  # record a's input order vs the judge
+
+
+def test_reward_model_judge_ranks_by_reward_and_padding_does_not_change_scores(tmp_path, tiny_models):
+    answers = ["서울입니다.", "부산은 항구 도시입니다. 바다가 아름답습니다.", "잘 모르겠어요", "Seoul"]
+    inputs = write(tmp_path / "in.jsonl", [{"id": "x", "prompt": "한국의 수도는?", "responses": answers}])
+    runs = {}
+    for batch_size in (1, 8):
+        out = tmp_path / f"rm{batch_size}"
+        main(Config(inputs=[inputs], output_dir=str(out), judge="reward-model", reward_model=str(tiny_models["reward"]),
+                    batch_size=batch_size, device="cpu"))
+        runs[batch_size] = [r for _, r in read_jsonl(out / "preferences.jsonl")][0]
+    record = runs[8]
+    assert record["scores"] == sorted(record["scores"], reverse=True) and len(set(record["scores"])) == 4
+    assert [c["score"] for c in runs[1]["candidates"]] == pytest.approx([c["score"] for c in record["candidates"]],
+                                                                         abs=1e-5)
+    with pytest.raises(ValueError, match="needs reward_model"):
+        Config(inputs=[inputs], judge="reward-model")
+
+
+def test_benchmark_judge_and_rules_agreement_with_kobest_truth(tmp_path, shared_data):
+    copa = str(shared_data / "kobest" / "COPA" / "dev.tsv")
+    truth = main(Config(inputs=[copa], output_dir=str(tmp_path / "truth"), judge="benchmark", limit=20))
+    assert truth["preferences"] == 20 and "api" not in truth
+    first = next(read_jsonl(tmp_path / "truth" / "preferences.jsonl"))[1]
+    assert first["responses"] == ["병사들이 전투에 파견되었다.", "병사들이 집으로 돌아왔다."]
+    assert first["tied_after_first"] is True and first["source"] == "kobest-COPA"
+    rules = main(Config(inputs=[copa], output_dir=str(tmp_path / "rules"), judge="rules", limit=20))
+    auto = rules["agreement_with_input_ranking"]
+    assert auto["pairs_compared"] == 20
+    report = agree.main(agree.Config(files=[str(tmp_path / "rules"), str(tmp_path / "truth" / "preferences.jsonl")],
+                                     output=str(tmp_path / "agreement")))
+    assert report["pairs_compared"] == 20 and report["agreement"] == auto["agreement"]
+    assert report["tie_rate"]["preferences.jsonl"] == 0.0  # the truth never ties
+    assert (tmp_path / "agreement.md").is_file() and json.loads((tmp_path / "agreement.json").read_text())
+    with pytest.raises(KorlhfError, match="the benchmark judge needs inputs with known answers"):
+        main(Config(inputs=[write(tmp_path / "p.jsonl", [{"prompt": "질문"}])], output_dir=str(tmp_path / "b"),
+                    judge="benchmark"))
+
+
+def test_agreement_by_hand(tmp_path):
+    # Rater A (a people's sheet, CSV) labels A, B, tie, A; rater B labels A, B, A, B (one row given
+    # with its answers swapped). Agreement 2/4; without ties 2/3; kappa: p_o = 1/2,
+    # p_e = (2*2 + 1*2 + 1*0) / 16 = 3/8, kappa = (1/2 - 3/8) / (5/8) = 1/5.
+    pairs = [("가1", "나1"), ("가2", "나2"), ("가3", "나3"), ("가4", "나4")]
+    with open(tmp_path / "minji.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["prompt", "response_a", "response_b", "label"])
+        for (x, y), label in zip(pairs, ["A", "b", "tie", "A"], strict=True):
+            writer.writerow(["질문", x, y, label])
+    rows_b = [("가1", "나1", "A"), ("나2", "가2", "A"), ("가3", "나3", "A"), ("가4", "나4", "B")]
+    write(tmp_path / "judge.jsonl", [{"prompt": "질문", "response_a": a, "response_b": b, "label": lab}
+                                     for a, b, lab in rows_b])
+    report = agree.main(agree.Config(files=[str(tmp_path / "minji.csv"), str(tmp_path / "judge.jsonl")],
+                                     names=["minji", "judge"], output=str(tmp_path / "out")))
+    assert report["pairs_compared"] == 4 and report["agreement"] == 0.5
+    assert report["agreement_without_ties"] == pytest.approx(2 / 3) and report["pairs_without_ties"] == 3
+    assert report["cohen_kappa"] == pytest.approx(0.2)
+    assert report["tie_rate"] == {"minji": 0.25, "judge": 0.0}
+    assert report["position_consistency"] == {"minji": None, "judge": None}
+    assert report["confusion"]["tie"]["A"] == 1 and report["confusion"]["A"]["B"] == 1
+    text = (tmp_path / "out.md").read_text(encoding="utf-8")
+    assert "| Cohen's kappa | 0.200 |" in text and "| agreement (A / B / tie) | 0.500 |" in text
+
+
+def test_agreement_bad_sheet_row_is_named(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("prompt,response_a,response_b,label\n질문,가,나,maybe\n", encoding="utf-8")
+    with pytest.raises(KorlhfError) as err:
+        agree.read_rater(path)
+    assert str(err.value) == (f"{path}:2: a pairwise sheet row needs prompt, response_a, response_b and label "
+                              "A, B or tie (got label 'maybe')")
+    with pytest.raises(KorlhfError, match="compares two raters; got 1 file"):
+        agree.main(agree.Config(files=["a"]))
+
+
+def test_model_candidates_through_generate_and_reused_on_rerun(tmp_path, tiny_gpt2, monkeypatch):
+    inputs = write(tmp_path / "in.jsonl", [{"id": "s1", "prompt": "한국의 수도는?", "response": "서울입니다."},
+                                           {"id": "s2", "prompt": "김치찌개 끓이는 법", "response": KOREAN}])
+    cfg = Config(inputs=[inputs], output_dir=str(tmp_path / "run"), judge="rules", models=[str(tiny_gpt2)],
+                 samples_per_model=2, max_new_tokens=8, preset="sample", device="cpu")
+    metrics = main(cfg)
+    items = [r for _, r in read_jsonl(tmp_path / "run" / "candidates.jsonl")]
+    sources = [[c["source"] for c in item["candidates"]] for item in items]
+    assert all(s[0] == "input" and s[1:] == [str(tiny_gpt2)] * (len(s) - 1) for s in sources)
+    assert metrics["candidates"] == sum(map(len, sources)) > 2
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("candidates should come from candidates.jsonl")
+
+    monkeypatch.setattr("korlhf.label.items.add_generated", no_generation)
+    again = main(Config(**{**vars(cfg), "overwrite": True}))
+    assert again["candidates"] == metrics["candidates"]
+
+
+def test_cli_label_help_and_bad_value():
+    korlhf = [sys.executable, "-m", "korlhf", "label"]
+    group = subprocess.run([*korlhf, "--help"], capture_output=True, text=True)
+    assert group.returncode == 0 and "run" in group.stdout and "agree" in group.stdout
+    fields = subprocess.run([*korlhf, "run", "--help"], capture_output=True, text=True)
+    assert fields.returncode == 0 and "judge_model" in fields.stdout and "api_key_env" in fields.stdout
+    bad = subprocess.run([*korlhf, "--inputs", "x.jsonl", "--judge", "gpt"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == ("error: config field 'judge' must be one of api, reward-model, rules, benchmark; "
+                                  "got 'gpt'")
