@@ -115,3 +115,14 @@ def test_shipped_config_builds_from_clean_output(tmp_path, shared_data):
     assert report["stages"]["rm"]["records"] == 3 and report["stages"]["sft"]["records"] > 400
     assert report["cleaning"][str(kept)]["totals"]["read"] == 445
     assert report["rationale"]["kochatgpt-rm"].startswith("KoChatGPT RM")
+
+
+def test_help_teaches_every_field():
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "korlhf", "data", "build", "--help"], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0
+    assert "stage_weights" in result.stdout and "per-source maximum records per stage" in result.stdout
