@@ -1,0 +1,128 @@
+"""`korlhf eval kobest`: KoBEST accuracy by the log-likelihood of each answer choice.
+
+For every item (`korlhf.data.kobest.read_kobest`: a Korean context ending where the answer begins,
+and its choices) the model scores ``log p(" " + choice | context)``, summed over the choice's
+tokens, and picks the most likely choice, as lm-evaluation-harness's KoBEST tasks do. Reports
+accuracy and macro-F1 per task (BoolQ, COPA, HellaSwag, SentiNeg, WiC) and their means. The data
+directory has the layout of the public KoBEST release: ``DIR/<Task>/<split>.tsv``.
+
+Python API: ``choice_logprobs(model, tokenizer, items, batch_size=16) -> list[list[float]]`` and
+``accuracy(items, logprobs) -> {"n", "accuracy", "macro_f1"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from korlhf.data.kobest import TASKS
+from korlhf.errors import KorlhfError
+
+
+@dataclass
+class Config:
+    model: str = field(metadata={"help": "model directory or hub id"})
+    data: str = field(metadata={"help": "KoBEST directory (<Task>/<split>.tsv, as ../shared/data/kobest) or one TSV"})
+    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": f"tasks among {', '.join(TASKS)}"})
+    split: str = field(default="test", metadata={"help": "train, dev or test"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N items of each task (quick runs)"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per forward pass"})
+    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if available)"})
+    out: str | None = field(default=None, metadata={"help": "write the results to this JSON file"})
+
+
+def choice_logprobs(model, tokenizer, items: list[dict], batch_size: int = 16, progress: bool = False,
+                    desc: str = "kobest") -> list[list[float]]:
+    """Sum of log-probabilities of each choice's tokens after its item's context."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from korlhf.generate import _max_positions
+
+    limit = _max_positions(model) or 10**9
+    requests = []  # (item index, choice index, token ids, number of choice tokens)
+    for i, item in enumerate(items):
+        context = tokenizer(item["context"], add_special_tokens=True)["input_ids"]
+        for j, choice in enumerate(item["choices"]):
+            cont = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
+            requests.append((i, j, (context + cont)[-limit:], len(cont)))  # too long: drop the oldest context
+    requests.sort(key=lambda r: -len(r[2]))
+    out = [[0.0] * len(item["choices"]) for item in items]
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    quiet = {} if progress else {"disable": True}
+    for start in tqdm(range(0, len(requests), batch_size), desc=desc, unit="batch", **quiet):
+        batch = requests[start:start + batch_size]
+        width = max(len(r[2]) for r in batch)
+        ids = torch.tensor([r[2] + [pad] * (width - len(r[2])) for r in batch], device=device)
+        mask = torch.tensor([[1] * len(r[2]) + [0] * (width - len(r[2])) for r in batch], device=device)
+        with torch.no_grad():
+            logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        for row, (i, j, seq, n_cont) in enumerate(batch):
+            positions = torch.arange(len(seq) - n_cont, len(seq), device=device)
+            out[i][j] = logp[row, positions - 1, ids[row, positions]].sum().item()
+    return out
+
+
+def accuracy(items: list[dict], logprobs: list[list[float]]) -> dict:
+    """Accuracy and macro-F1 (over the gold labels' classes) of picking the most likely choice."""
+    predicted = [max(range(len(lp)), key=lp.__getitem__) for lp in logprobs]
+    gold = [item["label"] for item in items]
+    f1s = []
+    for label in sorted(set(gold)):
+        tp = sum(p == g == label for p, g in zip(predicted, gold, strict=True))
+        fp = sum(p == label != g for p, g in zip(predicted, gold, strict=True))
+        fn = sum(g == label != p for p, g in zip(predicted, gold, strict=True))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    n = len(items)
+    return {"n": n, "accuracy": sum(p == g for p, g in zip(predicted, gold, strict=True)) / n if n else 0.0,
+            "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0}
+
+
+def task_files(data: str | Path, tasks: list[str], split: str) -> dict[str, Path]:
+    data = Path(data)
+    if data.is_file():
+        return {"file": data}
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise KorlhfError(f"unknown KoBEST task(s) {', '.join(unknown)}; choose among {', '.join(TASKS)}")
+    files = {t: data / t / f"{split}.tsv" for t in tasks}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise KorlhfError(f"KoBEST file(s) not found: {', '.join(missing)}; --data should hold <Task>/{split}.tsv "
+                          "as the public KoBEST release (e.g. ../shared/data/kobest)")
+    return files
+
+
+def main(cfg: Config) -> dict:
+    from rich.console import Console
+    from rich.table import Table
+
+    from korlhf.data.kobest import read_kobest
+    from korlhf.generate import _default_device
+    from korlhf.models import load_causal_lm, load_tokenizer
+
+    files = task_files(cfg.data, cfg.tasks, cfg.split)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_causal_lm(cfg.model, tokenizer, dtype=cfg.dtype, device=cfg.device or _default_device()).eval()
+    results = {}
+    for task, path in files.items():
+        items = read_kobest(path, None if task == "file" else task, limit=cfg.limit)
+        task = items[0]["task"] if items else task
+        logprobs = choice_logprobs(model, tokenizer, items, cfg.batch_size, progress=True, desc=task)
+        results[task] = accuracy(items, logprobs)
+    scored = [r for r in results.values() if r["n"]]
+    summary = {"tasks": results, "mean_accuracy": sum(r["accuracy"] for r in scored) / max(1, len(scored)),
+               "mean_macro_f1": sum(r["macro_f1"] for r in scored) / max(1, len(scored)),
+               "model": cfg.model, "split": cfg.split, "limit": cfg.limit}
+    table = Table("task", "n", "accuracy", "macro-F1", title=f"KoBEST {cfg.split} ({cfg.model})")
+    for task, r in results.items():
+        table.add_row(task, str(r["n"]), f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}")
+    table.add_row("mean", "", f"{summary['mean_accuracy']:.4f}", f"{summary['mean_macro_f1']:.4f}", style="bold")
+    Console().print(table)
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    return summary
