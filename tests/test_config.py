@@ -98,6 +98,10 @@ STAGE_MODULES = {
     "data": "korlhf.data.build",
     "data_clean": "korlhf.data.clean",
     "label": "korlhf.label.stage",
+    "generate": "korlhf.generate",
+    "eval": "korlhf.evaluation.score",
+    "eval_kobest": "korlhf.evaluation.kobest",
+    "sweep": "korlhf.evaluation.sweep",
 }
 
 

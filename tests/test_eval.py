@@ -1,0 +1,227 @@
+"""`korlhf eval`: scoring files, the decoding sweep, blind sheets, agreement with ratings, KoBEST."""
+
+import csv
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from korlhf.errors import KorlhfError
+from korlhf.evaluation import agree, kobest, score, sheet, sweep
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+# --- korlhf eval (score) ---------------------------------------------------------------------------
+
+def test_score_reads_predictions_and_references_from_one_file(tmp_path):
+    gen = write_jsonl(tmp_path / "gen.jsonl", [
+        {"prompt": "수도는?", "response": "서울입니다.", "responses": ["서울입니다."], "reference": "서울입니다."},
+        {"prompt": "색은?", "response": "파란색이에요.", "reference": "하늘은 파란색입니다."}])
+    result = score.main(score.Config(predictions=str(gen), out=str(tmp_path / "ev")))
+    assert result.corpus["n"] == 2 and result.samples[0]["bleu"] == pytest.approx(100.0)
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text(encoding="utf-8"))
+    assert saved["corpus"]["rouge1"] == pytest.approx(result.corpus["rouge1"]) and "tok:ko-mecab" in saved["signatures"]["bleu"]
+    with open(tmp_path / "ev" / "samples.csv", encoding="utf-8-sig") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_score_text_files_and_their_errors(tmp_path):
+    (tmp_path / "p.txt").write_text("안녕하세요\n반갑습니다\n", encoding="utf-8")
+    (tmp_path / "r.txt").write_text("안녕하세요\n", encoding="utf-8")
+    with pytest.raises(KorlhfError, match="has 2 predictions but .*r.txt has 1 references"):
+        score.main(score.Config(predictions=str(tmp_path / "p.txt"), references=str(tmp_path / "r.txt")))
+    gen = write_jsonl(tmp_path / "g.jsonl", [{"answer": "하나"}])
+    with pytest.raises(KorlhfError) as err:
+        score.main(score.Config(predictions=str(gen)))
+    assert str(err.value) == (f"{gen}:1: no 'response' field (1 of 1 records lack it); "
+                              "name the field with --prediction_field")
+    only = score.main(score.Config(predictions=str(gen), prediction_field="answer"))
+    assert "bleu" not in only.corpus and only.corpus["hangul_ratio"] == 1.0
+
+
+def test_reward_model_mean_score(tmp_path, tiny_models):
+    gen = write_jsonl(tmp_path / "gen.jsonl", [{"prompt": "수도는?", "response": "서울"},
+                                               {"prompt": "색은?", "response": "파랑"}])
+    result = score.main(score.Config(predictions=str(gen), reward_model=str(tiny_models["reward"])))
+    rewards = [row["reward"] for row in result.samples]
+    assert len(set(rewards)) == 2 and result.corpus["reward"] == pytest.approx(sum(rewards) / 2)
+
+
+# --- sweep ---------------------------------------------------------------------------------------
+
+def test_sweep_writes_one_table_and_a_plot_per_metric(tmp_path, tiny_gpt2):
+    prompts = write_jsonl(tmp_path / "eval.jsonl", [{"prompt": "김치찌개 끓이는 법", "response": "김치를 넣고 끓여요."},
+                                                    {"prompt": "서울은?", "response": "한국의 수도입니다."}])
+    cfg = sweep.Config(model=str(tiny_gpt2), prompts=str(prompts), max_new_tokens=3, out=str(tmp_path / "sw"),
+                       strategies=[{"preset": "greedy"}, {"preset": "top-k", "top_k": 5, "name": "top5"}])
+    rows = sweep.main(cfg)
+    out = tmp_path / "sw"
+    assert [r["strategy"] for r in rows] == ["greedy", "top5"] and rows[1]["settings"]["top_k"] == 5
+    with open(out / "results.csv", encoding="utf-8-sig") as f:
+        table = list(csv.DictReader(f))
+    assert [r["strategy"] for r in table] == ["greedy", "top5"] and "bleu" in table[0] and "self_bleu" in table[0]
+    assert "| strategy | n | bleu |" in (out / "results.md").read_text(encoding="utf-8")
+    assert (out / "plots" / "bleu.png").stat().st_size > 1000 and (out / "plots" / "overview.png").is_file()
+    assert len((out / "generations" / "top5.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_sweep_rejects_unknown_strategy_keys():
+    cfg = sweep.Config(model="m", prompts="p", strategies=[{"preset": "top-p", "nucleus": 0.9}])
+    with pytest.raises(KorlhfError) as err:
+        sweep._decodings(cfg)
+    assert str(err.value) == ("strategy 1 (top-p+nucleus=0.9): unknown key(s) nucleus; "
+                              "use a preset and `korlhf generate` knobs")
+
+
+def test_best_strategy_follows_the_metrics_direction():
+    rows = [{"strategy": "a", "bleu": 10.0, "rep_2": 0.5, "len_chars": 3},
+            {"strategy": "b", "bleu": 20.0, "rep_2": 0.1, "len_chars": 9}]
+    assert sweep.best_strategy(rows, "bleu") == "b" and sweep.best_strategy(rows, "rep_2") == "b"
+    assert sweep.best_strategy(rows, "len_chars") is None
+
+
+# --- sheet and agree -------------------------------------------------------------------------------
+
+@pytest.fixture()
+def systems(tmp_path):
+    prompts = ["수도는?", "색은?", "숫자는?", "동물은?"]
+    refs = ["서울입니다.", "파란색입니다.", "셋입니다.", "고양이입니다."]
+    good = ["서울입니다.", "파란색입니다.", "셋입니다.", "고양이입니다."]
+    bad = ["모르겠어요 모르겠어요", "빨강", "다섯", "고양이요"]
+    a = write_jsonl(tmp_path / "sysgood.jsonl", [{"id": f"q{i}", "prompt": p, "response": g, "reference": r}
+                                              for i, (p, g, r) in enumerate(zip(prompts, good, refs, strict=True))])
+    b = write_jsonl(tmp_path / "sysbad.jsonl", [{"id": f"q{i}", "prompt": p, "response": x, "reference": r}
+                                             for i, (p, x, r) in enumerate(zip(prompts, bad, refs, strict=True))])
+    return a, b
+
+
+def test_sheet_hides_and_shuffles_systems(tmp_path, systems):
+    key = sheet.main(sheet.Config(systems=[str(s) for s in systems], out=str(tmp_path / "sheet"), seed=3))
+    out = tmp_path / "sheet"
+    text = (out / "sheet.csv").read_text(encoding="utf-8-sig") + (out / "sheet.html").read_text(encoding="utf-8")
+    assert "sysgood" not in text and "sysbad" not in text  # system names hidden
+    assert "모르겠어요 모르겠어요" in text and "&lt;" not in key["items"][0]["prompt"]
+    orders = [tuple(item["slots"].values()) for item in key["items"]]
+    assert set(orders) == {("sysgood", "sysbad"), ("sysbad", "sysgood")}  # shuffled per item, not once
+    assert all(set(o) == {"sysgood", "sysbad"} for o in orders)
+
+
+def test_sheet_refuses_systems_answering_different_prompts(tmp_path, systems):
+    other = write_jsonl(tmp_path / "other.jsonl", [{"id": "q0", "prompt": "다른 질문", "response": "x"}])
+    with pytest.raises(KorlhfError, match="answer different prompts"):
+        sheet.main(sheet.Config(systems=[str(systems[0]), str(other)], out=str(tmp_path / "s")))
+    with pytest.raises(KorlhfError, match="at least two systems"):
+        sheet.main(sheet.Config(systems=[str(systems[0])], out=str(tmp_path / "s")))
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node runs the page's script")
+def test_html_page_saves_ratings_that_agree_reads(tmp_path, systems):
+    key = sheet.main(sheet.Config(systems=[str(s) for s in systems], out=str(tmp_path / "sheet")))
+    page = (tmp_path / "sheet" / "sheet.html").read_text(encoding="utf-8")
+    script = page[page.index("<script>") + 8:page.index("</script>")]
+    names = [f"{item['item']}|{slot}" for item in key["items"] for slot in item["slots"]]
+    harness = """
+const allRadios = NAMES.flatMap(n => [1, 2, 3, 4, 5].map(v => ({name: n, value: String(v), checked: false})));
+const allComments = NAMES.map(n => ({dataset: {key: n}, value: ""}));
+const el = {rater: {value: "민지"}, save: {}, progress: {}};
+globalThis.localStorage = {m: {}, getItem(k) { return this.m[k] ?? null; }, setItem(k, v) { this.m[k] = v; }};
+globalThis.document = {getElementById: id => el[id], addEventListener() {},
+  querySelectorAll: s => s.startsWith("input[type=radio]") ? allRadios : allComments,
+  createElement: () => ({click() {}})};
+globalThis.Blob = class { constructor(parts) { this.text = parts.join(""); } };
+globalThis.URL = {createObjectURL: b => { globalThis.saved = b.text; return "blob:"; }};
+SCRIPT
+allRadios.filter(r => r.value === "4" && r.name.endsWith("|A")).forEach(r => r.checked = true);
+allRadios.filter(r => r.value === "2" && r.name.endsWith("|B")).forEach(r => r.checked = true);
+allComments[0].value = "좋아요, \\"정확\\"";
+el.save.onclick();
+process.stdout.write(globalThis.saved);
+""".replace("NAMES", json.dumps(names, ensure_ascii=False)).replace("SCRIPT", script)
+    saved = subprocess.run(["node", "-e", harness], capture_output=True, text=True, check=True).stdout
+    (tmp_path / "ratings.csv").write_text(saved, encoding="utf-8")
+    ratings = agree.read_ratings([str(tmp_path / "ratings.csv")], key)
+    assert len(ratings) == 8 and {r[0] for r in ratings} == {"민지"}
+    first = key["items"][0]
+    assert ("민지", first["item"], first["slots"]["A"], 4.0) in ratings
+    assert '"좋아요, ""정확"""' in saved
+
+
+def test_agree_correlates_metrics_with_ratings_and_raters(tmp_path, systems):
+    key = sheet.main(sheet.Config(systems=[str(s) for s in systems], out=str(tmp_path / "sheet")))
+    rows = []
+    for item in key["items"]:  # minji: good 5, bad 1; judge agrees except on the last item
+        for slot, system in item["slots"].items():
+            rows.append({"rater": "minji", "item": item["item"], "slot": slot, "rating": 5 if system == "sysgood" else 1})
+    with open(tmp_path / "minji.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["rater", "item", "slot", "rating"])
+        writer.writeheader()
+        writer.writerows(rows)
+    judge = [{"rater": "judge", "item": item["item"], "system": system,
+              "rating": (5 if system == "sysgood" else 1) if item["item"] != "q3" else 3}
+             for item in key["items"] for system in item["answers"]]
+    write_jsonl(tmp_path / "judge.jsonl", judge)
+    result = agree.main(agree.Config(ratings=[str(tmp_path / "minji.csv"), str(tmp_path / "judge.jsonl")],
+                                     sheet=str(tmp_path / "sheet"), metrics=["bleu", "chrf", "rep_2"],
+                                     out=str(tmp_path / "ag")))
+    corr = {c["metric"]: c for c in result["correlations"]}
+    assert corr["bleu"]["spearman"] > 0.7 and corr["bleu"]["n"] == 8  # the good system copies the references
+    pair = result["rater_agreement"][0]
+    assert pair["raters"] == "judge vs minji" and pair["answers"] == 8
+    assert pair["exact"] == pytest.approx(6 / 8)  # q3: 3 vs 5 and 3 vs 1
+    assert pair["items"] == 4 and pair["preference"] == pytest.approx(3 / 4)  # q3: judge ties
+    systems_table = {s["system"]: s for s in result["systems"]}
+    assert systems_table["sysgood"]["rating"] == pytest.approx((5 * 3 + 5 + 5 * 3 + 3) / 8)
+    assert "### agreement between raters" in (tmp_path / "ag" / "agree.md").read_text(encoding="utf-8")
+
+
+def test_agree_names_the_bad_rating_line(tmp_path, systems):
+    sheet.main(sheet.Config(systems=[str(s) for s in systems], out=str(tmp_path / "sheet")))
+    bad = tmp_path / "r.csv"
+    bad.write_text("item,slot,rating\nq0,A,4\nq1,A,9\n", encoding="utf-8")
+    with pytest.raises(KorlhfError) as err:
+        agree.main(agree.Config(ratings=[str(bad)], sheet=str(tmp_path / "sheet")))
+    assert str(err.value) == f"{bad}:3: rating 9 is outside 1..5"
+
+
+# --- KoBEST --------------------------------------------------------------------------------------
+
+def test_choice_logprobs_match_one_sequence_at_a_time(tiny_gpt2):
+    import torch
+
+    from korlhf.models import load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_gpt2)
+    model = load_causal_lm(tiny_gpt2, tokenizer).eval()
+    items = [{"context": "문장: 정말 재미있는 영화였다\n긍부정:", "choices": ["부정", "긍정"], "label": 1},
+             {"context": "비가 왔다 그래서", "choices": ["우산을 썼다.", "햇볕이 아주 강하게 내리쬐었다."], "label": 0}]
+    got = kobest.choice_logprobs(model, tokenizer, items, batch_size=4)
+    for item, scores in zip(items, got, strict=True):
+        for choice, value in zip(item["choices"], scores, strict=True):
+            ctx = tokenizer(item["context"])["input_ids"]
+            cont = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logp = model(input_ids=torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
+            expected = sum(logp[len(ctx) + k - 1, t].item() for k, t in enumerate(cont))
+            assert value == pytest.approx(expected, abs=1e-4)
+
+
+def test_accuracy_and_macro_f1_by_hand():
+    items = [{"label": 0}, {"label": 1}, {"label": 1}, {"label": 0}]
+    logprobs = [[-1, -2], [-3, -1], [-1, -2], [-1, -5]]  # predicts 0, 1, 0, 0
+    # class 0: tp 2, fp 1, fn 0 -> F1 4/5; class 1: tp 1, fp 0, fn 1 -> F1 2/3
+    assert kobest.accuracy(items, logprobs) == {"n": 4, "accuracy": 0.75, "macro_f1": pytest.approx((4 / 5 + 2 / 3) / 2)}
+
+
+def test_kobest_on_the_shared_files(tmp_path, tiny_gpt2, shared_data):
+    out = tmp_path / "kobest.json"
+    summary = kobest.main(kobest.Config(model=str(tiny_gpt2), data=str(shared_data / "kobest"), tasks=["COPA", "WiC"],
+                                        limit=3, out=str(out)))
+    assert [(t, r["n"]) for t, r in summary["tasks"].items()] == [("COPA", 3), ("WiC", 3)]
+    assert 0 <= summary["mean_accuracy"] <= 1 and json.loads(out.read_text(encoding="utf-8"))["split"] == "test"
+    with pytest.raises(KorlhfError, match=r"KoBEST file\(s\) not found: .*BoolQ/test.tsv"):
+        kobest.task_files(tmp_path, ["BoolQ"], "test")
