@@ -39,14 +39,15 @@ def test_rule_score_prefers_a_finished_korean_answer():
 
 
 def test_rules_judge_writes_smoke_test_records_with_ties_left_out(tmp_path):
-    records = [{"id": "a", "prompt": "김치찌개 끓이는 법", "responses": ["Boil it.", KOREAN, KOREAN + " ", "Boil"]},
+    records = [{"id": "a", "prompt": "김치찌개 끓이는 법", "responses": ["Boil it.", KOREAN, "Cook it.", "Boil", KOREAN + " "]},
                {"id": "b", "prompt": "질문", "response": "답변입니다."}]
     metrics = main(Config(inputs=[write(tmp_path / "in.jsonl", records)], output_dir=str(tmp_path / "run"),
                           judge="rules"))
     (record,) = load_records(tmp_path / "run" / "preferences.jsonl", "preference")
     assert record["smoke_test"] is True and record["judge"] == "rules (smoke test)"
     assert record["responses"][0] == KOREAN and len(record["responses"]) == 3
-    assert record["tied"] == [{"response": KOREAN + " ", "score": record["scores"][0], "tied_with": 1}]
+    assert record["responses"] == [KOREAN, "Boil it.", "Boil"]  # KOREAN + " " was the same answer
+    assert record["tied"] == [{"response": "Cook it.", "score": record["scores"][1], "tied_with": 0}]
     assert record["scores"] == sorted(record["scores"], reverse=True)
     (single,) = [r for _, r in read_jsonl(tmp_path / "run" / "unranked.jsonl")]
     assert single["reason"] == "fewer than 2 candidates"
@@ -156,3 +157,29 @@ def test_cli_label_help_and_bad_value():
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == ("error: config field 'judge' must be one of api, reward-model, rules, benchmark; "
                                   "got 'gpt'")
+
+
+def test_same_prompt_merges_across_files_and_agrees_with_eval_sheet_ratings(tmp_path):
+    from korlhf.evaluation import sheet
+
+    prompts = ["한국의 수도는?", "김치찌개 끓이는 법", "가장 긴 강은?"]
+    answers = {"ko": ["서울입니다.", KOREAN, "나일강입니다."], "en": ["Seoul.", "Boil kimchi.", "The Nile."]}
+    files = {name: write(tmp_path / f"{name}.jsonl", [
+        {"id": str(i), "prompt": p, "response": a, "responses": [a], "finish_reasons": ["eos"],
+         "settings": {"model": name}} for i, (p, a) in enumerate(zip(prompts, texts, strict=True))])
+        for name, texts in answers.items()}
+    key = sheet.main(sheet.Config(systems=[f"{n}={p}" for n, p in files.items()], out=str(tmp_path / "sheet")))
+    with open(tmp_path / "ratings_minji.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rater", "item", "slot", "rating", "comment"])
+        for n, item in enumerate(key["items"]):  # Korean 5, English 1; the last item a tie (3, 3)
+            for slot, system in item["slots"].items():
+                writer.writerow(["minji", item["item"], slot, 3 if n == 2 else 5 if system == "ko" else 1, ""])
+    metrics = main(Config(inputs=list(files.values()), output_dir=str(tmp_path / "run"), judge="rules"))
+    assert metrics["items"] == 3 and metrics["preferences"] == 3  # one item per prompt, both systems' answers
+    prefs = load_records(tmp_path / "run" / "preferences.jsonl", "preference")
+    assert [[c["source"] for c in r["candidates"]] for r in prefs] == [["ko", "en"]] * 3
+    report = agree.main(agree.Config(files=[str(tmp_path / "run"), str(tmp_path / "ratings_minji.csv")],
+                                     sheet=str(tmp_path / "sheet"), output=str(tmp_path / "agree")))
+    assert report["pairs_compared"] == 3 and report["agreement"] == pytest.approx(2 / 3)
+    assert report["tie_rate"]["ratings_minji.csv"] == pytest.approx(1 / 3) and report["agreement_without_ties"] == 1.0

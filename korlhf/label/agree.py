@@ -7,8 +7,11 @@ A rater is any of:
 - preference JSON Lines, ranked best -> worst (known truth, e.g. KoBEST-derived with
   ``tied_after_first``, which only knows "the first beats each other one"); records with
   ``candidates`` carrying ``score`` (a label output) give every pair, ties included;
-- a pairwise sheet (``.csv``/``.tsv``/``.jsonl``; people's ratings, e.g. from `korlhf eval agree`):
-  columns ``prompt``, ``response_a``, ``response_b`` and ``label`` (or ``winner``) = A, B or tie.
+- a pairwise sheet (``.csv``/``.tsv``/``.jsonl``): columns ``prompt``, ``response_a``,
+  ``response_b`` and ``label`` (or ``winner``) = A, B or tie;
+- one rater's ratings of a `korlhf eval sheet` (the CSV saved by ``sheet.html``, a filled
+  ``sheet.csv``, or judge JSON Lines with ``item``, ``slot``/``system``, ``rating``), with
+  ``--sheet`` naming that sheet's directory: higher rating = better answer, equal = tie.
 
 Each rater becomes a map from (prompt, answer x, answer y), with x < y as text, to ``A`` (x is
 better), ``B`` (y is better) or ``tie``; pairs rated by both are compared. The report gives the
@@ -41,6 +44,8 @@ class Config:
                                                "prompt, response_a, response_b, label A/B/tie)"})
     names: list[str] = field(default_factory=list, metadata={"help": "names for the two raters in the report "
                                                                      "(default: the file names)"})
+    sheet: str | None = field(default=None, metadata={
+        "help": "a `korlhf eval sheet` directory, to read raters' 1-N ratings files (item, slot, rating)"})
     output: str = field(default="runs/agreement", metadata={"help": "write OUTPUT.md and OUTPUT.json"})
 
     def __post_init__(self):
@@ -77,7 +82,7 @@ def _sign(value: float) -> int:
     return (value > 0) - (value < 0)
 
 
-def read_rater(path: str | Path) -> list[dict]:
+def read_rater(path: str | Path, sheet: str | None = None) -> list[dict]:
     """The records of one rater (see the module docstring for what a rater can be)."""
     from korlhf.records import read_jsonl
 
@@ -87,6 +92,8 @@ def read_rater(path: str | Path) -> list[dict]:
         if not files:
             raise KorlhfError(f"{path}: not a `korlhf label` run directory (no {' or '.join(RUN_FILES)})")
         return [r for f in files for r in read_rater(f)]
+    if sheet is not None and path.suffix != ".tsv" and _has_ratings(path):
+        return sheet_ratings(path, sheet)
     if path.suffix in (".csv", ".tsv"):
         if not path.is_file():
             raise KorlhfError(f"file not found: {path}")
@@ -94,6 +101,32 @@ def read_rater(path: str | Path) -> list[dict]:
             rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
         return [_check(row, f"{path}:{n + 2}") for n, row in enumerate(rows)]
     return [_check(record, f"{path}:{n}") for n, record in read_jsonl(path)]
+
+
+def _has_ratings(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8-sig") as f:
+        first = f.readline()
+    return "rating" in (json.loads(first) if first.lstrip().startswith("{") else first.strip().split(","))
+
+
+def sheet_ratings(path: Path, sheet: str) -> list[dict]:
+    """One rater's ratings of a `korlhf eval sheet`, as records of scored candidates per item."""
+    from korlhf.evaluation.agree import read_key, read_ratings
+
+    key = read_key(sheet)
+    ratings = read_ratings([str(path)], key)
+    raters = sorted({rater for rater, *_ in ratings})
+    if len(raters) > 1:
+        raise KorlhfError(f"{path} holds ratings of {len(raters)} raters ({', '.join(raters)}); "
+                          "korlhf label agree compares one rater per file")
+    items = {str(item["item"]): item for item in key["items"]}
+    records: dict[str, dict] = {}
+    for _, item, system, value in ratings:
+        record = records.setdefault(item, {"prompt": items[item]["prompt"], "candidates": []})
+        record["candidates"].append({"response": items[item]["answers"][system], "score": value})
+    return list(records.values())
 
 
 def _check(record: dict, where: str) -> dict:
@@ -197,7 +230,8 @@ def main(cfg: Config) -> dict:
     names = cfg.names or [Path(f).name for f in cfg.files]
     if names[0] == names[1]:
         names = [f"{names[0]} (1)", f"{names[1]} (2)"]
-    report = compare(rater_summary(read_rater(cfg.files[0])), rater_summary(read_rater(cfg.files[1])), names)
+    report = compare(rater_summary(read_rater(cfg.files[0], cfg.sheet)),
+                     rater_summary(read_rater(cfg.files[1], cfg.sheet)), names)
     if report["pairs_compared"] == 0:
         raise KorlhfError(f"{cfg.files[0]} and {cfg.files[1]} rate no answer pair in common "
                           "(same prompts and answer texts are needed)")

@@ -26,6 +26,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -38,7 +39,7 @@ class Request:
     """One judge question. ``parse`` turns the judge's text into a verdict (None = unparseable)."""
 
     body: dict
-    parse: object
+    parse: Callable[[str | None], object]
     key: str = ""
 
     def __post_init__(self):
@@ -148,9 +149,12 @@ class ApiJudge:
                 for future in done:
                     answers[futures[future]] = future.result()  # a fatal error (bad key) raises here
                     bar.update(1)
+        except BaseException:  # a bad key or Ctrl-C: drop what has not started; answers so far are cached
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
+        pool.shutdown()
         return answers
 
     def _from_cache(self, request: Request) -> Answer | None:

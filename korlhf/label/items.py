@@ -12,6 +12,9 @@ An item is ``{"id", "prompt", "candidates": [{"response", "source"}], "reference
   and its ``reference``;
 - a KoBEST ``.tsv`` gives each item's choices as candidates and the right answer as the truth.
 
+Unranked records with the same prompt are merged into one item (one generate file per system
+gives one item per prompt with every system's answer).
+
 Generated candidates go through `korlhf.generate` (the same decoding code as `korlhf generate`).
 """
 
@@ -44,7 +47,27 @@ def load_items(paths: list[str], input_responses: str = "candidates", limit: int
             items.append(_from_record(record, f"{path.name}#{n + 1}", input_responses))
     if not items:
         raise KorlhfError(f"no items in {', '.join(paths)}")
-    return items
+    return _merge_same_prompt(items)
+
+
+def _merge_same_prompt(items: list[dict]) -> list[dict]:
+    """One item per prompt: unranked records that ask the same prompt (say, one `korlhf generate`
+    file per system) pool their candidates; a record with a known ranking stays on its own."""
+    from korlhf.label.prompts import prompt_text
+
+    merged: list[dict] = []
+    by_prompt: dict[str, dict] = {}
+    for item in items:
+        key = prompt_text(item["prompt"])
+        first = by_prompt.get(key)
+        if item["truth"] or first is None:
+            merged.append(item)
+            if not item["truth"]:
+                by_prompt[key] = item
+            continue
+        first["candidates"] += _unique(item["candidates"], {c["response"].strip() for c in first["candidates"]})
+        first["reference"] = first["reference"] or item["reference"]
+    return merged
 
 
 def _from_record(record: dict, where: str, input_responses: str) -> dict:
@@ -61,7 +84,7 @@ def _from_record(record: dict, where: str, input_responses: str) -> dict:
         generated = "finish_reasons" in record  # a `korlhf generate` line: samples, not a ranking
         source = (record.get("settings") or {}).get("model", "input") if generated else "input"
         if input_responses != "ignore":
-            item["candidates"] = [_cand(r, source) for r in responses]
+            item["candidates"] = _unique([_cand(r, source) for r in responses])
         if not generated and len(responses) >= 2:
             item["truth"] = {"responses": responses, "tied_after_first": bool(record.get("tied_after_first"))}
     elif isinstance(response, str):
@@ -79,6 +102,17 @@ def _item(item_id, prompt, source, candidates, reference=None, truth=None) -> di
 
 def _cand(response: str, source: str) -> dict:
     return {"response": response, "source": source}
+
+
+def _unique(candidates: list[dict], seen: set | None = None) -> list[dict]:
+    """Candidates whose text (stripped) is not in ``seen`` or earlier: identical answers cannot be ranked."""
+    seen = set() if seen is None else seen
+    out = []
+    for c in candidates:
+        if c["response"].strip() not in seen:
+            seen.add(c["response"].strip())
+            out.append(c)
+    return out
 
 
 def add_generated(cfg, items: list[dict], progress: bool = True) -> None:
@@ -105,10 +139,7 @@ def add_generated(cfg, items: list[dict], progress: bool = True) -> None:
         gens = generate(model, tokenizer, prompts, decoding, batch_size=cfg.batch_size, progress=progress,
                         desc=f"candidates from {Path(name).name}")
         for item, gen in zip(items, gens, strict=True):
-            seen = {c["response"].strip() for c in item["candidates"]}
-            for text in gen.responses:
-                if text.strip() and text.strip() not in seen:
-                    item["candidates"].append(_cand(text, name))
-                    seen.add(text.strip())
+            new = [_cand(text, name) for text in gen.responses if text.strip()]
+            item["candidates"] += _unique(new, {c["response"].strip() for c in item["candidates"]})
         del model
         gc.collect()

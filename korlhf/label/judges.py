@@ -135,29 +135,26 @@ def rules_judgments(items: list[dict]) -> list[dict]:
 
 
 def reward_model_judgments(cfg, items: list[dict], progress: bool = True) -> list[dict]:
-    """Scores from a trained reward model (loaded with its head by `korlhf.models.load_reward_model`)."""
-    import torch
+    """Scores from a trained reward model (loaded with its head by `korlhf.models.load_reward_model`).
+
+    Scored by PPO's `RewardScorer`, so a label run and a PPO run read the same reward for the same text.
+    """
     from tqdm.auto import tqdm
 
     from korlhf.models import load_reward_model, load_tokenizer
-    from korlhf.templates import to_messages
+    from korlhf.train.ppo_rewards import RewardScorer
 
     tokenizer = load_tokenizer(cfg.reward_model)
     model = load_reward_model(cfg.reward_model, tokenizer, device=cfg.device).eval()
-    tokenizer.truncation_side = "left"  # the reward is read at the last token: keep the end
+    scorer = RewardScorer(model, tokenizer, batch_size=cfg.batch_size, max_length=cfg.max_length)
     flat = [(n, item["prompt"], c["response"]) for n, item in enumerate(items) for c in item["candidates"]]
-    texts = [tokenizer.apply_chat_template(
-        (to_messages(p) if isinstance(p, str) else list(p)) + [{"role": "assistant", "content": r}], tokenize=False)
-        for _, p, r in flat]
     rewards: list[float] = []
-    with torch.no_grad():
-        for start in tqdm(range(0, len(texts), cfg.batch_size), desc="reward model", disable=not progress):
-            batch = tokenizer(texts[start:start + cfg.batch_size], return_tensors="pt", padding=True,
-                              truncation=True, max_length=cfg.max_length, add_special_tokens=False)
-            rewards += model(**batch.to(model.device)).logits[:, 0].float().tolist()
+    chunk = cfg.batch_size * 8  # a progress step: several full batches
+    for start in tqdm(range(0, len(flat), chunk), desc="reward model", disable=not progress):
+        part = flat[start:start + chunk]
+        rewards += scorer([p for _, p, _ in part], [r for _, _, r in part]).tolist()
     results = [{"scores": [], "judgments": [], "error": None} for _ in items]
     for (n, _, _), reward in zip(flat, rewards, strict=True):
-        result = results[n]
-        result["judgments"].append({"candidate": len(result["scores"]), "score": reward})
-        result["scores"].append(reward)
+        results[n]["judgments"].append({"candidate": len(results[n]["scores"]), "score": reward})
+        results[n]["scores"].append(reward)
     return results

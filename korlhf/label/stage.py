@@ -18,8 +18,9 @@ answers: a killed or repeated run never pays twice); ``agreement.md/json`` when 
 known ranking; ``metrics.json`` last.
 
 Ties: the training losses need a strict order, so a candidate whose score equals a better-placed
-one is left out of ``responses`` and listed under ``tied``; with fewer than two distinct scores
-the record goes to ``unranked.jsonl``.
+one is left out of ``responses`` and listed under ``tied`` (``tied_with``: the index in
+``candidates`` of the answer it ties); with fewer than two distinct scores the record goes to
+``unranked.jsonl``.
 """
 
 from __future__ import annotations
