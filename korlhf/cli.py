@@ -130,6 +130,24 @@ def ppo(ctx: typer.Context) -> None:
     run_stage(ctx, "korlhf.train.ppo")
 
 
+@train_app.command(context_settings=STAGE)
+def dpo(ctx: typer.Context) -> None:
+    """DPO from preference records (K-wise rankings expanded to pairs), on TRL's DPOTrainer."""
+    run_stage(ctx, "korlhf.train.dpo")
+
+
+@train_app.command(context_settings=STAGE)
+def grpo(ctx: typer.Context) -> None:
+    """GRPO (group-relative advantages, no value model) with a reward model and/or rules, on TRL's GRPOTrainer."""
+    run_stage(ctx, "korlhf.train.grpo")
+
+
+@train_app.command(context_settings=STAGE)
+def rloo(ctx: typer.Context) -> None:
+    """RLOO (leave-one-out baseline, no value model) with a reward model and/or rules, on TRL's RLOOTrainer."""
+    run_stage(ctx, "korlhf.train.rloo")
+
+
 # --- generate, eval (korlhf.generate, korlhf.evaluation) ---
 @app.command(context_settings=STAGE)
 def generate(ctx: typer.Context) -> None:

@@ -75,6 +75,8 @@ class Config(RunFields, ModelFields):
     resume: bool = field(default=False, metadata={
         "help": "continue from the latest complete checkpoint in output_dir (starts fresh if there is none)"})
     overwrite: bool = field(default=False, metadata={"help": "discard an earlier run in output_dir and start over"})
+    keep_checkpoints: bool = field(default=False, metadata={
+        "help": "keep checkpoint-N folders once the run has finished (they are only needed to resume)"})
     merge: bool = field(default=False, metadata={"help": "with LoRA, also save the merged model in output_dir/merged"})
 
     def __post_init__(self):
@@ -147,7 +149,7 @@ def main(cfg: Config) -> dict:
                       f"{accelerator.num_processes} process(es)" + (f", resuming from {checkpoint.name}" if checkpoint else ""))
 
     def held_out_reward() -> float:
-        return evaluate(unwrapped.policy, tokenizer, eval_prompts, scorer, gen_config, cfg)
+        return evaluate(unwrapped.policy, tokenizer, eval_prompts, scorer, gen_config, cfg.rollout_batch_size, cfg.seed)
 
     if eval_prompts and not checkpoint:
         log.log({"step": 0, "eval/reward": held_out_reward()})

@@ -17,20 +17,23 @@ WINDOW = 5  # steps averaged for the start/end figures in metrics.json (one step
 
 
 @torch.no_grad()
-def evaluate(policy, tokenizer, prompts: list, scorer, gen_config, cfg) -> float:
+def evaluate(policy, tokenizer, prompts: list, scorer, gen_config, batch_size: int, seed: int) -> float:
     """Mean reward of one sampled response per held-out prompt, with a fixed seed.
 
     The global RNG is forked, so evaluating does not change what training samples next (resume
     stays exact) and every evaluation draws with the same seed (before/after are comparable).
+    PPO, GRPO and RLOO all report this number, so their runs compare directly.
     """
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     device = next(policy.parameters()).device
-    scores = []
+    scores, was_training = [], policy.training
+    policy.eval()
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(cfg.seed)
-        for start in range(0, len(prompts), cfg.rollout_batch_size):
-            rollout = sample(policy, tokenizer, prompts[start:start + cfg.rollout_batch_size], gen_config, device)
+        torch.manual_seed(seed)
+        for start in range(0, len(prompts), batch_size):
+            rollout = sample(policy, tokenizer, prompts[start:start + batch_size], gen_config, device)
             scores.append(scorer(rollout.prompts, rollout.responses))
+    policy.train(was_training)
     return torch.cat(scores).mean().item()
 
 
@@ -73,7 +76,7 @@ def summarize(history: list[dict], steps: int) -> dict:
 
 def write_outputs(cfg, accelerator, actor_critic, tokenizer, history: list[dict], sources: dict) -> dict:
     """Policy, tokenizer, value model, model card, then metrics.json (last). Returns the metrics."""
-    from korlhf.train.output import write_metrics
+    from korlhf.train.output import remove_checkpoints, write_metrics
 
     metrics = summarize(history, cfg.steps)
     accelerator.wait_for_everyone()
@@ -83,6 +86,8 @@ def write_outputs(cfg, accelerator, actor_critic, tokenizer, history: list[dict]
         save_value(actor_critic, out)
         write_card(cfg, out, tokenizer, metrics, sources, layout)
         write_metrics(out, metrics)
+        if not cfg.keep_checkpoints:
+            remove_checkpoints(out)
     accelerator.wait_for_everyone()
     return metrics
 

@@ -102,3 +102,26 @@ class RewardScorer:
                 logits = self.model(**batch.to(device)).logits
                 scores.append(logits[:, 0].float().cpu())
         return torch.cat(scores)
+
+
+class TRLReward:
+    """One reward as a TRL reward function (GRPO/RLOO): ``f(prompts, completions, **kwargs) -> list[float]``.
+
+    One per reward-model or rule, so TRL logs each as ``rewards/<name>/mean``. Conversational
+    completions arrive as message lists; the scorer reads their text.
+    """
+
+    def __init__(self, name: str, scorer: RewardScorer):
+        self.__name__, self.scorer = name, scorer
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return self.scorer(prompts, texts).tolist()
+
+
+def trl_rewards(reward_model=None, tokenizer=None, rules: Sequence[str] = (), batch_size: int = 16) -> list[TRLReward]:
+    """The reward model (if any) and each rule as separate TRL reward functions (summed by TRL)."""
+    if reward_model is None and not rules:
+        raise KorlhfError("no reward: set reward_model (a `korlhf train rm` output) and/or reward_rules")
+    functions = [TRLReward("reward_model", RewardScorer(reward_model, tokenizer, batch_size=batch_size))] if reward_model is not None else []
+    return functions + [TRLReward(rule, RewardScorer(rules=[rule])) for rule in rules]

@@ -1,0 +1,142 @@
+"""`korlhf train dpo`: Direct Preference Optimization (Rafailov et al. 2023) on TRL's DPOTrainer.
+
+The alternative to reward model + PPO: learn from the preference records directly. A ranked
+record (K answers, best first) gives all K(K-1)/2 (chosen, rejected) pairs; a KoBEST-style record
+marked ``tied_after_first`` gives only (first, other) pairs (`korlhf.records.ranking_pairs`).
+Pairs are conversational (`korlhf.train.data.preference_dataset`), so TRL renders them with the
+tokenizer's chat template, the one SFT trained with. The reference is the SFT model itself: with
+LoRA, the policy with its adapters switched off; without, a frozen copy loaded the same way as
+the policy (not rebuilt by TRL from a config path, which for an SFT adapter is the wrong model).
+
+Output: see `korlhf.train.output`; ``metrics.json`` has the held-out DPO loss and reward accuracy
+(the share of pairs whose chosen answer gains more log-probability over the reference than the
+rejected one) before and after training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from korlhf.train.common import ModelFields, RunFields
+from korlhf.train.fields import DataFields, OptimFields
+
+
+@dataclass(kw_only=True)
+class Config(OptimFields, DataFields, RunFields, ModelFields):
+    beta: float = field(default=0.1, metadata={"help": "how far the policy may move from the reference (higher: less)"})
+    loss_type: str = field(default="sigmoid", metadata={
+        "help": "TRL DPO loss: sigmoid (DPO), ipo, hinge, robust, apo_zero, ... (see TRL's DPOConfig)"})
+    label_smoothing: float = field(default=0.0, metadata={"help": "assumed share of flipped labels (robust/cDPO)"})
+    precompute_ref_log_probs: bool = field(default=False, metadata={
+        "help": "compute reference log-probs once before training, then free the reference model"})
+    learning_rate: float = field(default=1e-6, metadata={"help": "peak learning rate (LoRA usually wants ~10x more)"})
+
+
+def main(cfg: Config) -> dict:
+    from accelerate import PartialState
+    from trl import DPOConfig
+
+    from korlhf.config import save_config
+    from korlhf.models import load_causal_lm, load_tokenizer
+    from korlhf.train.common import quantization_kwargs
+    from korlhf.train.data import load_split, preference_dataset
+    from korlhf.train.fields import trainer_kwargs
+    from korlhf.train.output import CONFIG, prepare_output_dir, read_metrics, run_finished
+    from korlhf.train.sft import template_label, training_dtype
+
+    console = Console()
+    out = Path(cfg.output_dir)
+    if cfg.resume and run_finished(out):
+        console.print(f"{out} already finished (metrics.json is there); --overwrite trains again")
+        return read_metrics(out)
+    quant = quantization_kwargs(cfg)
+    train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "preference", cfg.seed)
+    train_data = preference_dataset(train_records)
+    eval_data = preference_dataset(eval_records) if eval_records else None
+    args = DPOConfig(**trainer_kwargs(cfg, has_eval=eval_data is not None), max_length=cfg.max_length, beta=cfg.beta,
+                     loss_type=[cfg.loss_type], label_smoothing=cfg.label_smoothing,
+                     precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+                     trust_remote_code=cfg.trust_remote_code)  # sets up the processes (DDP, DeepSpeed)
+    checkpoint = prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    main_process = PartialState().is_main_process
+    if main_process:
+        save_config(cfg, out / CONFIG)
+    tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.template, cfg.trust_remote_code)
+    load = dict(dtype=training_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code)
+    model = load_causal_lm(cfg.model_name_or_path, tokenizer, **load, **quant)
+    reference = None if cfg.use_lora or cfg.load_in_4bit else load_causal_lm(cfg.model_name_or_path, tokenizer, **load)
+    trainer = build_trainer(cfg, model, reference, tokenizer, train_data, eval_data, args)
+    if main_process:
+        console.print(f"[bold]dpo[/bold] {cfg.model_name_or_path}: {len(train_data):,} train pairs from "
+                      f"{len(train_records):,} records / {len(eval_data or []):,} eval pairs, template "
+                      f"{template_label(tokenizer)}" + (f", resuming from {checkpoint.name}" if checkpoint else ""))
+    if eval_data is not None and checkpoint is None:
+        trainer.evaluate()  # logged at step 0: the starting point
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics = {"steps": trainer.state.global_step, "train_pairs": len(train_data), "eval_pairs": len(eval_data or [])}
+    if eval_data is not None:
+        metrics |= eval_summary(out, trainer.evaluate(), main_process)
+    finish(cfg, trainer, tokenizer, train_records, eval_records, metrics)
+    return metrics
+
+
+def build_trainer(cfg: Config, model, reference, tokenizer, train_data, eval_data, args):
+    """TRL's DPOTrainer with atomic checkpoints and ``log.jsonl``."""
+    from trl import DPOTrainer
+
+    from korlhf.train.common import lora_config
+    from korlhf.train.output import AtomicCheckpoints, LogJsonl
+
+    class KorlhfDPOTrainer(AtomicCheckpoints, DPOTrainer):
+        pass
+
+    return KorlhfDPOTrainer(model=model, ref_model=reference, args=args, train_dataset=train_data,
+                            eval_dataset=eval_data, processing_class=tokenizer,
+                            peft_config=lora_config(cfg, "CAUSAL_LM"), callbacks=[LogJsonl(cfg.output_dir)])
+
+
+def eval_summary(output_dir: Path, final: dict, main_process: bool) -> dict:
+    """Held-out DPO loss, reward accuracy and margin, with their values before training."""
+    from korlhf.train.output import read_log
+
+    names = {"eval_loss": "eval_loss", "eval_rewards/accuracies": "eval_reward_accuracy",
+             "eval_rewards/margins": "eval_reward_margin"}
+    summary = {ours: final[theirs] for theirs, ours in names.items() if theirs in final}
+    start = next((row for row in (read_log(output_dir) if main_process else []) if row["step"] == 0), None)
+    if start is not None:
+        summary |= {f"{ours}_start": start[theirs] for theirs, ours in names.items() if theirs in start}
+    return summary
+
+
+def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict) -> None:
+    """Model + tokenizer (merged copy with LoRA + merge), model card, metrics.json last."""
+    from korlhf.models import load_causal_lm
+    from korlhf.train.common import command_line
+    from korlhf.train.data import source_counts
+    from korlhf.train.output import remove_checkpoints, save_model_dir, write_metrics, write_model_card
+    from korlhf.train.sft import template_label
+
+    out = Path(cfg.output_dir)
+    save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_causal_lm(path, tok))
+    if not trainer.accelerator.is_main_process:
+        return
+    settings = {"beta": cfg.beta, "loss_type": cfg.loss_type, "label_smoothing": cfg.label_smoothing,
+                "epochs": cfg.epochs, "max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
+                "grad_accum": cfg.grad_accum, "processes": trainer.accelerator.num_processes,
+                "learning_rate": cfg.learning_rate, "max_length": cfg.max_length,
+                "lora": f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.use_lora or cfg.load_in_4bit else "no",
+                "seed": cfg.seed}
+    usage = (f"from korlhf.models import load_causal_lm, load_tokenizer\n"
+             f"tokenizer = load_tokenizer({str(out)!r})\nmodel = load_causal_lm({str(out)!r}, tokenizer)")
+    write_model_card(out, stage="dpo", title=f"{out.name}: Korean DPO policy", base_model=cfg.model_name_or_path,
+                     template=template_label(tokenizer),
+                     data={"train": source_counts(train_records), "eval": source_counts(eval_records)},
+                     metrics=metrics, settings=settings, usage=usage, command=command_line())
+    write_metrics(out, metrics)
+    if not cfg.keep_checkpoints:
+        remove_checkpoints(out)
+    Console().print(f"[bold green]dpo done[/bold green] -> {out}  " +
+                    "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
