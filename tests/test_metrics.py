@@ -51,6 +51,8 @@ def test_signatures_name_the_korean_tokenizer(result):
     assert "tok:ko-mecab" in result.signatures["bleu"]
     assert "tok:char" in result.signatures["bleu_char"]
     assert result.signatures["chrf++"].startswith("nrefs:1") and "nw:2" in result.signatures["chrf++"]
+    bleu_fields = result.signatures["bleu"].split("|")[1:]
+    assert result.signatures["self_bleu"].split("|") == ["nrefs:all-others", *bleu_fields]
 
 
 def test_rouge_by_hand_on_characters():
@@ -124,6 +126,7 @@ def test_repetitive_output_scores_worse_than_varied():
 
 
 def test_reference_free_metrics():
+    metrics._sacrebleu.cache_clear()  # as in a fresh process where no BLEU was computed yet
     s = score(["안녕하세요 반갑습니다", "저는 AI 언어 모델로서 답변드릴 수 없습니다", ""], rewards=[1.0, -1.0, 0.5])
     assert "bleu" not in s.corpus and "rouge1" not in s.corpus
     assert s.corpus["refusal"] == pytest.approx(1 / 3)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import bisect
 import math
 import os
-import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -60,7 +59,9 @@ METRICS = {
     "rep_2": "share of repeated morpheme bigrams within a prediction (lower = less repetitive)",
     "rep_4": "share of repeated morpheme 4-grams within a prediction",
     "self_bleu": "BLEU of each prediction against all the others (lower = more diverse)",
-    "len_chars": "characters per prediction (mean; median and p90 in the corpus row)",
+    "len_chars": "characters per prediction (mean)",
+    "len_chars_median": "characters per prediction (median)",
+    "len_chars_p90": "characters per prediction (90th percentile)",
     "len_morphs": "Kiwi morphemes per prediction",
     "len_ratio": "prediction characters / reference characters (corpus)",
     "hangul_ratio": "share of Hangul among letters",
@@ -181,6 +182,14 @@ def self_bleu(tokenized: list[str]) -> float:
     return BLEU.compute_bleu(correct, total, sys_len, ref_len, smooth_method="exp").score
 
 
+def self_bleu_signature() -> str:
+    """sacrebleu's signature fields for self-BLEU (sacrebleu builds one only after a scored corpus)."""
+    import sacrebleu
+
+    tok = _sacrebleu()["bleu"].tokenizer.signature()
+    return f"nrefs:all-others|case:mixed|eff:no|tok:{tok}|smooth:exp|version:{sacrebleu.__version__}"
+
+
 def _closest_other(ordered: list[int], length: int) -> int:
     """The closest length among the others (ties -> shorter), as sacrebleu picks a reference length."""
     pos = bisect.bisect_left(ordered, length)
@@ -209,7 +218,7 @@ def score(predictions: list[str], references: list[str] | None = None, *,
     _free_metrics(predictions, pred_morph, rows, corpus)
     tokenizer = _sacrebleu()["bleu"].tokenizer  # cached: texts BLEU already saw are not re-analysed
     corpus["self_bleu"] = self_bleu([tokenizer(p.rstrip()) for p in predictions])
-    signatures["self_bleu"] = re.sub(r"nrefs:[^|]*", "nrefs:all-others", _sacrebleu()["bleu"].get_signature().format())
+    signatures["self_bleu"] = self_bleu_signature()
     if rewards is not None:
         for row, value in zip(rows, rewards, strict=True):
             row["reward"] = value
@@ -242,12 +251,12 @@ def _free_metrics(preds, pred_morph, rows, corpus) -> None:
                    hangul_ratio=hangul_ratio(p), refusal=float(is_refusal(p)), empty=float(not p.strip()))
     corpus["distinct_1"] = distinct_n(pred_morph, 1)
     corpus["distinct_2"] = distinct_n(pred_morph, 2)
+    lengths = sorted(row["len_chars"] for row in rows) or [math.nan]
     for key in ("rep_2", "rep_4", "len_chars", "len_morphs", "hangul_ratio", "refusal", "empty"):
         corpus[key] = _mean([row[key] for row in rows])
-    lengths = sorted(row["len_chars"] for row in rows)
-    if lengths:
-        corpus["len_chars_median"] = statistics.median(lengths)
-        corpus["len_chars_p90"] = lengths[min(len(lengths) - 1, int(0.9 * len(lengths)))]
+        if key == "len_chars":
+            corpus["len_chars_median"] = statistics.median(lengths)
+            corpus["len_chars_p90"] = lengths[min(len(lengths) - 1, int(0.9 * len(lengths)))]
 
 
 def _mean(values) -> float:

@@ -88,6 +88,8 @@ def reward_scores(model_path: str, prompts: list, responses: list[str], batch_si
 
 def main(cfg: Config) -> Scores:
     predictions = read_column(cfg.predictions, cfg.prediction_field, cfg.limit)
+    if not predictions:
+        raise KorlhfError(f"no predictions in {cfg.predictions}")
     if cfg.references:
         references = read_column(cfg.references, cfg.reference_field, cfg.limit)
     elif Path(cfg.predictions).suffix == ".jsonl":
@@ -115,7 +117,7 @@ def print_scores(result: Scores, title: str = "scores") -> None:
 
     table = Table("metric", "value", "meaning", title=title)
     for key, value in result.corpus.items():
-        table.add_row(key, format_value(value), METRICS.get(key.removesuffix("_median").removesuffix("_p90"), ""))
+        table.add_row(key, format_value(value), METRICS.get(key, ""))
     console = Console()
     console.print(table)
     for name, signature in result.signatures.items():
