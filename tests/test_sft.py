@@ -203,3 +203,12 @@ def test_bad_record_names_the_record(tiny_gpt2, tmp_path):
     with pytest.raises(KorlhfError) as err:
         sft.main(config(tiny_gpt2, data, tmp_path / "o", "--eval_fraction", "0"))
     assert str(err.value) == "record 2 (id x7): no assistant turn to learn from"
+
+
+def test_packing_without_flash_attention_is_refused(tiny_gpt2, sft_file, tmp_path):
+    """With sdpa/eager attention the examples of a packed row would attend to each other."""
+    for flag in ("--packing", "--padding_free"):
+        with pytest.raises(KorlhfError) as err:
+            config(tiny_gpt2, sft_file, tmp_path / "p", flag)
+        assert str(err.value) == ("packing and padding_free need attn_implementation: flash_attention_2 (CUDA and "
+                                  "flash-attn); with sdpa or eager attention packed examples would attend to each other")

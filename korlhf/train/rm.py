@@ -19,6 +19,7 @@ top-1 accuracy and Kendall tau, in ``metrics.json``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -82,15 +83,17 @@ def train(cfg: Config, callbacks=()) -> dict:
     if main_process:
         save_config(cfg, out / CONFIG)
     tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.template, cfg.trust_remote_code)
-    model = load_reward_model(cfg.model_name_or_path, tokenizer, dtype=training_dtype(cfg.dtype),
-                              trust_remote_code=cfg.trust_remote_code, new_head=True, **quant)
+    with quiet_transformers():  # its "score.weight MISSING, train this model" report: that is what we do next
+        model = load_reward_model(cfg.model_name_or_path, tokenizer, dtype=training_dtype(cfg.dtype),
+                                  trust_remote_code=cfg.trust_remote_code, new_head=True, **quant)
     trainer = build_trainer(cfg, model, tokenizer, train_records, eval_records, callbacks, args)
     if main_process:
         console.print(f"[bold]rm[/bold] {cfg.model_name_or_path}: {len(trainer.train_dataset):,} train rows "
                       f"({cfg.loss} loss), {len(eval_records):,} eval records"
                       + (f", resuming from {checkpoint.name}" if checkpoint else ""))
-    if eval_records and checkpoint is None and main_process:
-        start = evaluate(trainer.model, tokenizer, eval_records, cfg.batch_size, cfg.max_length)
+    fitting = [r for r in eval_records if tokenize_answers(tokenizer, r["prompt"], r["responses"], cfg.max_length)]
+    if fitting and checkpoint is None and main_process:
+        start = evaluate(trainer.model, tokenizer, fitting, cfg.batch_size)
         append_log(out, {"step": 0, **{f"eval_{k}": v for k, v in start.items()}})
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     losses = [row["loss"] for row in read_log(out) if "loss" in row] if main_process else []
@@ -98,6 +101,18 @@ def train(cfg: Config, callbacks=()) -> dict:
                "train_rows": len(trainer.train_dataset), "loss": cfg.loss}
     finish(cfg, trainer, tokenizer, train_records, eval_records, metrics, command_line())
     return metrics
+
+
+@contextmanager
+def quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def tokenize_answers(tokenizer, prompt: str, responses, max_length: int) -> list[list[int]] | None:
@@ -231,10 +246,10 @@ def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics
     save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_reward_model(path, tok))
     if not trainer.accelerator.is_main_process:
         return
-    if eval_records:
+    fitting = [r for r in eval_records if tokenize_answers(tokenizer, r["prompt"], r["responses"], cfg.max_length)]
+    if fitting:  # the records the eval loss saw: a truncated answer loses the EOS its score is read at
         reloaded = load_reward_model(out, tokenizer, dtype="float32")  # what PPO will load
-        metrics.update({f"eval_{k}": v for k, v in evaluate(reloaded, tokenizer, eval_records, cfg.batch_size,
-                                                            cfg.max_length).items()})
+        metrics.update({f"eval_{k}": v for k, v in evaluate(reloaded, tokenizer, fitting, cfg.batch_size).items()})
         start = next((row for row in read_log(out) if row["step"] == 0 and "eval_pairwise_accuracy" in row), None)
         if start is not None:
             metrics["eval_pairwise_accuracy_start"] = start["eval_pairwise_accuracy"]

@@ -6,9 +6,10 @@ reads the template's ``{% generation %}`` markers, so every prompt, user turn an
 markup gets label -100 and every assistant turn (with its EOS) is learned.
 
 On a CPU, batches are grouped by length by default (HF's LengthGroupedSampler): random batches of
-KoChatGPT-like data are ~40% padding, length-grouped ones ~3% (benchmarks/bench_sft.py).
-Packing and padding-free batches are options for GPUs with flash-attention varlen kernels; on a
-CPU they are slower, because one long packed row makes attention quadratic in its length.
+KoChatGPT-like data are about a third padding, length-grouped ones ~2% (benchmarks/bench_sft.py).
+Packing and padding-free batches are options for GPUs with flash-attention's variable-length
+kernels, and refused without them: with sdpa or eager attention the examples of a packed row would
+attend to each other (checked: the second of two flattened sequences gets different logits).
 
 Output: see `korlhf.train.output` (model or adapter, tokenizer + template, config.yaml,
 log.jsonl, checkpoints, README.md model card, metrics.json last).
@@ -30,11 +31,20 @@ class Config(OptimFields, DataFields, RunFields, ModelFields):
     group_by_length: bool = field(default=True, metadata={
         "help": "batch examples of similar length together (far less padding; the default)"})
     packing: bool = field(default=False, metadata={
-        "help": "pack examples into max_length rows (GPU with flash-attention varlen only; slower on CPU)"})
+        "help": "pack examples into max_length rows (needs attn_implementation: flash_attention_2)"})
     padding_free: bool = field(default=False, metadata={
-        "help": "flatten each batch into one row without padding (GPU with flash-attention varlen only)"})
+        "help": "flatten each batch into one row without padding (needs attn_implementation: flash_attention_2)"})
     neftune_noise_alpha: float | None = field(default=None, metadata={
         "help": "NEFTune: add uniform noise of this scale to embeddings while training (5 is typical)"})
+    attn_implementation: str | None = field(default=None, metadata={
+        "help": "attention kernel: sdpa (default), eager, flash_attention_2 (CUDA + flash-attn; needed to pack)"})
+
+    def __post_init__(self):
+        # Packed / flattened rows keep examples apart only through flash-attention's variable-length
+        # kernels; sdpa and eager attention would let each example attend to the ones packed before it.
+        if (self.packing or self.padding_free) and "flash" not in (self.attn_implementation or ""):
+            raise ValueError("packing and padding_free need attn_implementation: flash_attention_2 (CUDA and "
+                             "flash-attn); with sdpa or eager attention packed examples would attend to each other")
 
 
 def main(cfg: Config) -> dict:
@@ -65,8 +75,9 @@ def train(cfg: Config, callbacks=()) -> dict:
     if main_process:
         save_config(cfg, out / CONFIG)
     tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.template, cfg.trust_remote_code)
+    attention = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
     model = load_causal_lm(cfg.model_name_or_path, tokenizer, dtype=training_dtype(cfg.dtype),
-                           trust_remote_code=cfg.trust_remote_code, **quant)
+                           trust_remote_code=cfg.trust_remote_code, **quant, **attention)
     trainer = build_trainer(cfg, model, tokenizer, train_data, eval_data, callbacks, args)
     if main_process:
         console.print(f"[bold]sft[/bold] {cfg.model_name_or_path}: {len(trainer.train_dataset):,} train / "
@@ -98,7 +109,7 @@ def training_args(cfg: Config, has_eval: bool):
 
     return SFTConfig(
         **trainer_kwargs(cfg, has_eval=has_eval),
-        # TRL refuses padding-free rows with a max_length unless it packs: `build_trainer` drops long ones.
+        # TRL refuses padding-free rows with a max_length unless it packs: `build_trainer` truncates them.
         max_length=None if cfg.padding_free and not cfg.packing else cfg.max_length,
         assistant_only_loss=True,
         packing=cfg.packing,
@@ -129,12 +140,16 @@ def build_trainer(cfg: Config, model, tokenizer, train_data, eval_data=None, cal
         peft_config=lora_config(cfg, "CAUSAL_LM"),
         callbacks=[LogJsonl(cfg.output_dir), *callbacks],
     )
-    if unpacked_padding_free:
-        fits = lambda example: len(example["input_ids"]) <= cfg.max_length  # noqa: E731
-        trainer.train_dataset = trainer.train_dataset.filter(fits)
+    if unpacked_padding_free:  # truncate as TRL does when it pads: keep the start, drop rows with no answer left
+        trainer.train_dataset = truncate(trainer.train_dataset, cfg.max_length)
         if trainer.eval_dataset is not None:
-            trainer.eval_dataset = trainer.eval_dataset.filter(fits)
+            trainer.eval_dataset = truncate(trainer.eval_dataset, cfg.max_length)
     return trainer
+
+
+def truncate(dataset, max_length: int):
+    cut = dataset.map(lambda e: {"input_ids": e["input_ids"][:max_length], "labels": e["labels"][:max_length]})
+    return cut.filter(lambda e: any(label != -100 for label in e["labels"]))
 
 
 def eval_summary(output_dir: Path, final: dict) -> dict:
