@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from test_ppo import one_thread  # noqa: F401  (one torch thread: steady on a shared machine)
 
 from korlhf.demo_data import demo_tasks
 from korlhf.records import write_jsonl

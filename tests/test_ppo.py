@@ -29,6 +29,16 @@ METRICS = ["reward/mean", "reward/std", "kl/mean", "kl/coef", "policy/entropy", 
            "time/scoring_s", "time/update_s"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on the shared 2-core machine two torch threads
+    spin against other processes (the 6 s rule test once took 6 minutes). One thread keeps it steady."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def english(rng: random.Random, low: int, high: int) -> str:
     return " ".join(rng.choice(ENGLISH) for _ in range(rng.randint(low, high)))
 

@@ -11,6 +11,7 @@ from korlhf.train.ppo_math import (
     explained_variance,
     gae,
     kl_estimate,
+    logprobs_and_entropy,
     logprobs_from_logits,
     masked_mean,
     masked_whiten,
@@ -114,6 +115,16 @@ def test_logprobs_and_entropy():
     close(logprobs_from_logits(logits, torch.tensor([[1]])), [[math.log(0.25)]])
     # H = -(0.5 ln 0.5 + 2 * 0.25 ln 0.25) = 1.5 ln 2
     close(entropy_from_logits(logits), [[1.5 * math.log(2)]])
+
+
+def test_logprobs_and_entropy_in_one_pass():
+    logits = torch.randn(2, 3, 5, requires_grad=True)
+    tokens = torch.tensor([[0, 4, 2], [1, 1, 3]])
+    logprobs, entropy = logprobs_and_entropy(logits, tokens)
+    close(logprobs, logprobs_from_logits(logits, tokens))
+    close(entropy, entropy_from_logits(logits))
+    assert entropy.requires_grad
+    assert not logprobs_and_entropy(logits, tokens, entropy_grad=False)[1].requires_grad
 
 
 def test_explained_variance():

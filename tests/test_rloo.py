@@ -1,6 +1,7 @@
 """`korlhf train rloo` on the tiny local model with LoRA: adapters train, the merged copy loads."""
 
 import torch
+from test_ppo import one_thread  # noqa: F401  (one torch thread: steady on a shared machine)
 
 from korlhf.demo_data import demo_tasks
 from korlhf.records import write_jsonl

@@ -257,13 +257,14 @@ def ppo_update(cfg: Config, accelerator, actor_critic, optimizer, scheduler, rol
     import torch
 
     from korlhf.train.ppo_math import masked_mean, policy_loss, value_loss
-    from korlhf.train.ppo_rollout import response_slice, token_logprobs
+    from korlhf.train.ppo_rollout import keep_logits, response_slice, token_logprobs
 
     actor_critic.train()
     stats = defaultdict(list)
     size = rollout.response_ids.shape[0]
     micro = cfg.mini_batch_size // cfg.gradient_accumulation_steps
     micro_step = 0
+    keep = keep_logits(accelerator.unwrap_model(actor_critic).policy, rollout)
     for _ in range(cfg.ppo_epochs):
         order = torch.randperm(size, device=rollout.response_ids.device)
         for start in range(0, size, micro):
@@ -271,8 +272,8 @@ def ppo_update(cfg: Config, accelerator, actor_critic, optimizer, scheduler, rol
             with accelerator.accumulate(actor_critic):
                 ptx_batch = ptx.batch(step, micro_step, micro, accelerator.device) if ptx else None
                 micro_step += 1
-                logits, values, ptx_loss = actor_critic(**rollout.model_inputs(rows), ptx=ptx_batch)
-                logprobs, entropy = token_logprobs(logits, rollout, rows, cfg.temperature)
+                logits, values, ptx_loss = actor_critic(**rollout.model_inputs(rows, keep), ptx=ptx_batch)
+                logprobs, entropy = token_logprobs(logits, rollout, rows, cfg.temperature, entropy_grad=cfg.ent_coef != 0)
                 mask = rollout.response_mask[rows]
                 pg_loss, pg_clip, approx_kl = policy_loss(logprobs, exp["logprobs"][rows], exp["advantages"][rows],
                                                           mask, cfg.cliprange)

@@ -58,6 +58,20 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(logprobs.exp() * logprobs).sum(-1)
 
 
+def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor, entropy_grad: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`logprobs_from_logits` and `entropy_from_logits` from one log-softmax. (B, T, V), (B, T) -> (B, T), (B, T).
+
+    ``entropy_grad=False`` keeps the entropy out of the autograd graph: with no entropy bonus it is
+    only logged, and back-propagating through a (B, T, V) softmax for nothing costs a full pass.
+    """
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    chosen = torch.gather(logprobs, 2, tokens.unsqueeze(-1)).squeeze(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        entropy = -(logprobs.exp() * logprobs).sum(-1)
+    return chosen, entropy
+
+
 def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1") -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from sampled tokens. (B, T), (B, T) -> (B, T).
 

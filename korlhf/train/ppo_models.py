@@ -37,17 +37,18 @@ class ActorCritic(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids, attention_mask, position_ids, ptx: dict | None = None):
-        """-> logits (B, L, V), values (B, L), and the PPO-ptx language-model loss on ``ptx`` (or None).
+    def forward(self, input_ids, attention_mask, position_ids, ptx: dict | None = None, logits_to_keep: int | None = None):
+        """-> logits (B, L or logits_to_keep, V), values (B, L), and the PPO-ptx LM loss on ``ptx`` (or None).
 
         Everything the update needs comes out of this one call, as DDP requires.
         """
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        keep = {"logits_to_keep": logits_to_keep} if logits_to_keep else {}
         if self.value_model is None:
-            out = self.policy(**inputs, output_hidden_states=True)
+            out = self.policy(**inputs, **keep, output_hidden_states=True)
             values = self.value_head(out.hidden_states[-1].to(self.value_head.weight.dtype)).squeeze(-1)
         else:
-            out = self.policy(**inputs)
+            out = self.policy(**inputs, **keep)
             values = sequence_values(self.value_model, inputs)
         ptx_loss = self.policy(**ptx, use_cache=False).loss if ptx is not None else None
         return out.logits, values.float(), ptx_loss

@@ -9,11 +9,12 @@ the sampling distribution.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
 
-from korlhf.train.ppo_math import entropy_from_logits, logprobs_from_logits
+from korlhf.train.ppo_math import logprobs_and_entropy, logprobs_from_logits
 
 
 @dataclass
@@ -28,12 +29,26 @@ class Rollout:
     prompts: list[str]
     responses: list[str]
 
-    def model_inputs(self, rows=slice(None)) -> dict:
-        """input_ids, attention_mask, position_ids of prompt + response for ``rows``."""
+    def model_inputs(self, rows=slice(None), logits_to_keep: int | None = None) -> dict:
+        """input_ids, attention_mask, position_ids of prompt + response for ``rows``.
+
+        ``logits_to_keep`` (for models that take it) asks for logits of the last T + 1 positions only:
+        the prompt's positions predict nothing PPO needs, and the LM head + softmax over them is waste.
+        """
         input_ids = torch.cat([self.query_ids[rows], self.response_ids[rows]], dim=1)
         attention_mask = torch.cat([self.query_mask[rows], self.response_mask[rows].long()], dim=1)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        return dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        if logits_to_keep:
+            inputs["logits_to_keep"] = logits_to_keep
+        return inputs
+
+
+def keep_logits(model, rollout: Rollout) -> int | None:
+    """T + 1 if ``model``'s forward takes ``logits_to_keep`` (most transformers LMs do), else None."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    takes = "logits_to_keep" in inspect.signature(base.forward).parameters
+    return rollout.response_ids.shape[1] + 1 if takes else None
 
 
 def encode_prompts(tokenizer, prompts: list, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,31 +100,33 @@ def sample(policy, tokenizer, prompts: list[str], gen_config, device) -> Rollout
 
 
 def response_slice(full: torch.Tensor, rollout: Rollout) -> torch.Tensor:
-    """The positions that predict response tokens: P - 1 ... P + T - 2 of a (B, P + T, ...) tensor."""
-    start = rollout.query_ids.shape[1] - 1
-    return full[:, start:start + rollout.response_ids.shape[1]]
+    """The positions that predict response tokens, P - 1 ... P + T - 2: of a (B, P + T, ...) tensor, or of
+    logits kept for the last T + 1 positions only. Counted from the end, both are [-(T + 1), -1)."""
+    return full[:, -(rollout.response_ids.shape[1] + 1):-1]
 
 
-def token_logprobs(logits: torch.Tensor, rollout: Rollout, rows, temperature: float):
+def token_logprobs(logits: torch.Tensor, rollout: Rollout, rows, temperature: float, entropy_grad: bool = False):
     """Log-probs of the sampled response tokens and the entropy at each position. -> (b, T), (b, T)."""
     logits = response_slice(logits, rollout) / temperature
-    return logprobs_from_logits(logits, rollout.response_ids[rows]), entropy_from_logits(logits)
+    return logprobs_and_entropy(logits, rollout.response_ids[rows], entropy_grad)
 
 
 @torch.no_grad()
 def score_tokens(actor_critic, reference_context, rollout: Rollout, temperature: float, batch_size: int) -> dict:
     """Rollout-time log-probs, entropies and values of the policy, and reference log-probs. Each (B, T)."""
     parts: dict[str, list] = {"logprobs": [], "entropy": [], "values": [], "ref_logprobs": []}
+    reference, _ = reference_context()
+    keep, ref_keep = keep_logits(actor_critic.policy, rollout), keep_logits(reference, rollout)
     for start in range(0, rollout.response_ids.shape[0], batch_size):
         rows = slice(start, start + batch_size)
-        inputs = rollout.model_inputs(rows)
-        logits, values, _ = actor_critic(**inputs)
+        logits, values, _ = actor_critic(**rollout.model_inputs(rows, keep))
         logprobs, entropy = token_logprobs(logits, rollout, rows, temperature)
         reference, context = reference_context()
         with context:
-            ref_logits = reference(**inputs, use_cache=False).logits
+            ref_logits = reference(**rollout.model_inputs(rows, ref_keep), use_cache=False).logits
         parts["logprobs"].append(logprobs)
         parts["entropy"].append(entropy)
         parts["values"].append(response_slice(values, rollout).float())
-        parts["ref_logprobs"].append(token_logprobs(ref_logits, rollout, rows, temperature)[0])
+        ref_logits = response_slice(ref_logits, rollout) / temperature
+        parts["ref_logprobs"].append(logprobs_from_logits(ref_logits, rollout.response_ids[rows]))
     return {k: torch.cat(v) for k, v in parts.items()}
