@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from korlhf.train.common import ModelFields, RunFields
 
@@ -109,7 +110,7 @@ def main(cfg: Config) -> dict:
     from korlhf.train.ppo_models import load_ppo_models
     from korlhf.train.ppo_output import evaluate, print_samples, write_outputs
     from korlhf.train.ppo_rewards import RewardScorer
-    from korlhf.train.ppo_rollout import generation_config, sample, score_tokens
+    from korlhf.train.ppo_rollout import generation_config
 
     out = Path(cfg.output_dir)
     if cfg.resume and run_finished(out):
@@ -156,30 +157,11 @@ def main(cfg: Config) -> dict:
     # tqdm reads TQDM_DISABLE only for arguments left unset, so `disable` is passed off the main process only.
     progress = tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="ppo",
                     **({} if accelerator.is_main_process else {"disable": True}))
+    run = Run(accelerator, models, actor_critic, unwrapped, optimizer, scheduler, scorer, kl_ctl, gen_config, ptx)
     for step in progress:
-        t0 = time.perf_counter()
         batch = [prompts[i] for i in prompt_indices(step, len(prompts), cfg.rollout_batch_size,
                                                     accelerator.num_processes, accelerator.process_index, cfg.seed)]
-        unwrapped.eval()
-        rollout = sample(unwrapped.policy, tokenizer, batch, gen_config, accelerator.device)
-        t1 = time.perf_counter()
-        raw_scores = scorer(rollout.prompts, rollout.responses).to(accelerator.device)
-        scores = adjust_scores(cfg, raw_scores, rollout.ended)
-        tokens = score_tokens(unwrapped, lambda: models.reference_context(unwrapped), rollout, cfg.temperature,
-                              cfg.mini_batch_size)
-        experience, rollout_stats = make_experience(cfg, rollout, scores, tokens, kl_ctl.value)
-        t2 = time.perf_counter()
-        update_stats = ppo_update(cfg, accelerator, actor_critic, optimizer, scheduler, rollout, experience, ptx, step)
-        t3 = time.perf_counter()
-
-        all_scores = accelerator.gather(raw_scores)
-        stats = {**rollout_stats, **update_stats}
-        means = accelerator.reduce(torch.tensor(list(stats.values()), device=accelerator.device), "mean").tolist()
-        metrics = {"step": step, "reward/mean": all_scores.mean().item(), "reward/std": all_scores.std().item(),
-                   **dict(zip(stats, means, strict=True)), "kl/coef": kl_ctl.value, "lr": scheduler.get_last_lr()[0],
-                   "time/generation_s": t1 - t0, "time/scoring_s": t2 - t1, "time/update_s": t3 - t2,
-                   "samples_per_s": len(all_scores) / (t3 - t0)}
-        kl_ctl.update(metrics["kl/mean"], len(all_scores))
+        metrics, rollout, scores = ppo_step(cfg, run, batch, step)
         if eval_prompts and (step == cfg.steps or (cfg.eval_steps and step % cfg.eval_steps == 0)):
             metrics["eval/reward"] = held_out_reward()
         log.log(metrics)
@@ -187,7 +169,7 @@ def main(cfg: Config) -> dict:
         if cfg.logging_steps and step % cfg.logging_steps == 0:
             progress.write(format_metrics(metrics))
         if cfg.sample_steps and (step % cfg.sample_steps == 0 or step == 1):
-            print_samples(log, step, rollout, raw_scores, cfg.num_samples, accelerator.is_main_process)
+            print_samples(log, step, rollout, scores, cfg.num_samples, accelerator.is_main_process)
         if cfg.save_steps and step % cfg.save_steps == 0 and step < cfg.steps:
             save_checkpoint(accelerator, out, step, cfg.save_total_limit)
 
@@ -195,6 +177,54 @@ def main(cfg: Config) -> dict:
     metrics = write_outputs(cfg, accelerator, unwrapped, tokenizer, log.history(), sources)
     accelerator.end_training()  # last: it closes the trackers and the process group
     return metrics
+
+
+@dataclass
+class Run:
+    """What every PPO step uses, set up once by `main`."""
+
+    accelerator: Any
+    models: Any  # PPOModels
+    actor_critic: Any  # prepared by accelerate (DDP / DeepSpeed wrapped)
+    unwrapped: Any  # the ActorCritic itself: sampling and no-grad scoring
+    optimizer: Any
+    scheduler: Any
+    scorer: Any
+    kl_ctl: Any
+    gen_config: Any
+    ptx: Any
+
+
+def ppo_step(cfg: Config, run: Run, prompts: list, step: int) -> tuple[dict, object, object]:
+    """Sample, score, update: one PPO iteration. -> (metrics, rollout, raw scores)."""
+    import torch
+
+    from korlhf.train.ppo_rollout import sample, score_tokens
+
+    accelerator, unwrapped = run.accelerator, run.unwrapped
+    t0 = time.perf_counter()
+    unwrapped.eval()
+    rollout = sample(unwrapped.policy, run.models.tokenizer, prompts, run.gen_config, accelerator.device)
+    t1 = time.perf_counter()
+    raw_scores = run.scorer(rollout.prompts, rollout.responses).to(accelerator.device)
+    scores = adjust_scores(cfg, raw_scores, rollout.ended)
+    tokens = score_tokens(unwrapped, lambda: run.models.reference_context(unwrapped), rollout, cfg.temperature,
+                          cfg.mini_batch_size)
+    experience, rollout_stats = make_experience(cfg, rollout, scores, tokens, run.kl_ctl.value)
+    t2 = time.perf_counter()
+    update_stats = ppo_update(cfg, accelerator, run.actor_critic, run.optimizer, run.scheduler, rollout, experience,
+                              run.ptx, step)
+    t3 = time.perf_counter()
+
+    all_scores = accelerator.gather(raw_scores)
+    stats = {**rollout_stats, **update_stats}
+    means = accelerator.reduce(torch.tensor(list(stats.values()), device=accelerator.device), "mean").tolist()
+    metrics = {"step": step, "reward/mean": all_scores.mean().item(), "reward/std": all_scores.std().item(),
+               **dict(zip(stats, means, strict=True)), "kl/coef": run.kl_ctl.value,
+               "lr": run.scheduler.get_last_lr()[0], "time/generation_s": t1 - t0, "time/scoring_s": t2 - t1,
+               "time/update_s": t3 - t2, "samples_per_s": len(all_scores) / (t3 - t0)}
+    run.kl_ctl.update(metrics["kl/mean"], len(all_scores))
+    return metrics, rollout, raw_scores
 
 
 def adjust_scores(cfg: Config, scores, ended):

@@ -103,7 +103,7 @@ def load_ppo_models(cfg) -> PPOModels:
     else:
         reference = load_causal_lm(cfg.model_name_or_path, tokenizer, **load).eval().requires_grad_(False)
     if cfg.gradient_checkpointing:
-        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
     reward_model = reward_tokenizer = value_model = None
     reward_context = nullcontext
