@@ -6,7 +6,8 @@ tokens, same order of runs in one process:
 - ``seed``: what the original KoChatGPT notebook did: a plain HF ``Trainer``, random batches of 8
   padded to the longest;
 - ``grouped``: the same HF ``Trainer`` with length-grouped batches (isolates the batching effect);
-- ``korlhf``: `korlhf.train.sft` as shipped (TRL SFTTrainer, length-grouped, answer-only loss).
+- ``korlhf``: `korlhf.train.sft` as shipped (TRL SFTTrainer, length-grouped, answer-only loss; on a
+  CPU the model's own loss instead of TRL's fused LM head, see `korlhf.train.sft.plain_loss`).
 
 (Packing is not timed: without flash-attention, which a CPU lacks, packed examples attend to
 each other, so korlhf refuses it there.)

@@ -91,15 +91,18 @@ def train(cfg: Config, callbacks=()) -> dict:
         console.print(f"[bold]rm[/bold] {cfg.model_name_or_path}: {len(trainer.train_dataset):,} train rows "
                       f"({cfg.loss} loss), {len(eval_records):,} eval records"
                       + (f", resuming from {checkpoint.name}" if checkpoint else ""))
+    # Evaluate on the held-out records the eval loss sees: a truncated answer loses the EOS its score is read at.
     fitting = [r for r in eval_records if tokenize_answers(tokenizer, r["prompt"], r["responses"], cfg.max_length)]
     if fitting and checkpoint is None and main_process:
         start = evaluate(trainer.model, tokenizer, fitting, cfg.batch_size)
         append_log(out, {"step": 0, **{f"eval_{k}": v for k, v in start.items()}})
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    # The mean of every logged loss: after a resume, HF's own figure covers only the resumed steps.
     losses = [row["loss"] for row in read_log(out) if "loss" in row] if main_process else []
-    metrics = {"train_loss": sum(losses) / len(losses) if losses else None, "steps": trainer.state.global_step,
+    metrics = {"train_loss": sum(losses) / len(losses) if losses else result.training_loss,
+               "steps": trainer.state.global_step,
                "train_rows": len(trainer.train_dataset), "loss": cfg.loss}
-    finish(cfg, trainer, tokenizer, train_records, eval_records, metrics, command_line())
+    finish(cfg, trainer, tokenizer, train_records, fitting, metrics, command_line())
     return metrics
 
 
@@ -230,7 +233,9 @@ def evaluate(model, tokenizer, records, batch_size: int = 16, max_length: int | 
 
 
 def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict, command: str) -> None:
-    """Model, tokenizer, held-out metrics on the reloaded model, model card, metrics.json last."""
+    """Model, tokenizer, held-out metrics on the reloaded model, model card, metrics.json last.
+
+    ``eval_records``: the held-out records that fit ``max_length``."""
     from korlhf.models import load_reward_model
     from korlhf.train.data import source_counts
     from korlhf.train.output import (
@@ -246,10 +251,9 @@ def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics
     save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_reward_model(path, tok))
     if not trainer.accelerator.is_main_process:
         return
-    fitting = [r for r in eval_records if tokenize_answers(tokenizer, r["prompt"], r["responses"], cfg.max_length)]
-    if fitting:  # the records the eval loss saw: a truncated answer loses the EOS its score is read at
+    if eval_records:
         reloaded = load_reward_model(out, tokenizer, dtype="float32")  # what PPO will load
-        metrics.update({f"eval_{k}": v for k, v in evaluate(reloaded, tokenizer, fitting, cfg.batch_size).items()})
+        metrics.update({f"eval_{k}": v for k, v in evaluate(reloaded, tokenizer, eval_records, cfg.batch_size).items()})
         start = next((row for row in read_log(out) if row["step"] == 0 and "eval_pairwise_accuracy" in row), None)
         if start is not None:
             metrics["eval_pairwise_accuracy_start"] = start["eval_pairwise_accuracy"]
