@@ -67,10 +67,13 @@ def prepare_output_dir(output_dir: str | Path, resume: bool = False, overwrite: 
     - neither, and an earlier run is there: a clear error rather than mixing two runs.
     Call it on every process; only the main one deletes, then all wait for it.
     """
+    import torch
     from accelerate import PartialState
 
     out = Path(output_dir)
-    state = PartialState()
+    # cpu=True without CUDA: under `accelerate launch` on CPUs this joins the gloo process group rather
+    # than taking each process for a lone main (when a TRL config was created first, it is already set up).
+    state = PartialState(cpu=not torch.cuda.is_available())
     earlier = [p for _, p in _checkpoints(out)] + [out / n for n in (LOG, METRICS, STAGING) if (out / n).exists()]
     checkpoint = latest_checkpoint(out) if resume and not overwrite else None
     if earlier and not (resume or overwrite):
