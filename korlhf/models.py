@@ -101,6 +101,9 @@ def _load(auto_cls, name_or_path, dtype, trust_remote_code, merge_adapter, outpu
     if base != path:
         from peft import PeftModel
 
+        # A tokenizer that gained a pad token grew the embeddings before training, and peft saved the
+        # grown matrices with the adapter: the base must have that size before the adapter goes on.
+        _grow_embeddings(model, _adapter_vocab_size(path))
         model = PeftModel.from_pretrained(model, path)
         info = {}  # the adapter carries the head (modules_to_save)
         if merge_adapter:
@@ -108,12 +111,28 @@ def _load(auto_cls, name_or_path, dtype, trust_remote_code, merge_adapter, outpu
     return (model, info) if output_loading_info else model
 
 
+def _adapter_vocab_size(path: str) -> int:
+    """Rows of the embedding matrix saved with an adapter (0 if it saved none)."""
+    from safetensors import safe_open
+
+    weights = Path(path) / "adapter_model.safetensors"
+    if not weights.is_file():
+        return 0
+    with safe_open(str(weights), framework="pt") as f:
+        names = [k for k in f.keys() if k.endswith(("embed_tokens.weight", "wte.weight", "embed_in.weight"))]
+        return f.get_slice(names[0]).get_shape()[0] if names else 0
+
+
+def _grow_embeddings(model, size: int) -> None:
+    if size > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(size)
+
+
 def _match_tokenizer(model, tokenizer) -> None:
     """Grow embeddings for added tokens and take pad/EOS ids from the tokenizer, never hard-coded."""
     if tokenizer is None:
         return
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
+    _grow_embeddings(model, len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
     generation_config = getattr(model, "generation_config", None)
     if generation_config is not None:

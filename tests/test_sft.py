@@ -212,3 +212,42 @@ def test_packing_without_flash_attention_is_refused(tiny_gpt2, sft_file, tmp_pat
             config(tiny_gpt2, sft_file, tmp_path / "p", flag)
         assert str(err.value) == ("packing and padding_free need attn_implementation: flash_attention_2 (CUDA and "
                                   "flash-attn); with sdpa or eager attention packed examples would attend to each other")
+
+
+def test_lora_on_a_tokenizer_without_pad_reloads(tmp_path, sft_file):
+    """Llama-3-like: no pad token, so korlhf adds one and the embeddings grow under LoRA.
+
+    peft saves the grown embedding matrices with the adapter; loading must grow the base first.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from korlhf.demo_data import demo_corpus
+    from korlhf.models import load_causal_lm, load_tokenizer
+    from korlhf.templates import KOCHATGPT
+    from korlhf.tiny import build_causal_lm
+    from korlhf.train import sft
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(demo_corpus(0, 300), trainers.BpeTrainer(
+        vocab_size=800, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>")
+    tokenizer.chat_template = KOCHATGPT
+    base = build_causal_lm(tokenizer, "llama")
+    base.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    rows = len(tokenizer)
+
+    out = tmp_path / "lora"
+    sft.main(config(tmp_path / "base", sft_file, out, "--use_lora", "--lora_r", "4", "--max_steps", "2",
+                    "--eval_fraction", "0"))
+    reloaded_tokenizer = load_tokenizer(out)
+    assert reloaded_tokenizer.pad_token_id == rows  # the added <pad>
+    model = load_causal_lm(out, reloaded_tokenizer).eval()
+    assert model.get_input_embeddings().weight.shape[0] == rows + 1
+    with torch.no_grad():
+        ids = reloaded_tokenizer(["서울", "대한민국의 수도"], return_tensors="pt", padding=True)
+        assert torch.isfinite(model(**ids).logits).all()
