@@ -22,7 +22,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Korean RLHF toolkit: data -> SFT -> reward model -> PPO/DPO/GRPO -> decode and evaluate."""
@@ -160,13 +159,19 @@ def generate(ctx: typer.Context) -> None:
     run_stage(ctx, "korlhf.generate")
 
 
-class _ScoreUnlessNamed(typer.core.TyperGroup):
-    """`korlhf eval --predictions ...` means `korlhf eval score --predictions ...`."""
+class _DefaultCommandGroup(typer.core.TyperGroup):
+    """A group whose usual command may go unnamed: `korlhf eval --predictions ...` runs `eval score`."""
+
+    default = ""
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["score", *args]
+            args = [self.default, *args]
         return super().parse_args(ctx, args)
+
+
+class _ScoreUnlessNamed(_DefaultCommandGroup):
+    default = "score"
 
 
 eval_app = typer.Typer(cls=_ScoreUnlessNamed, no_args_is_help=True, help=(
@@ -221,13 +226,8 @@ def eval_kobest(ctx: typer.Context) -> None:
 
 
 # --- label (korlhf.label) ---
-class _RunUnlessNamed(typer.core.TyperGroup):
-    """`korlhf label --config ...` means `korlhf label run --config ...`."""
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
+class _RunUnlessNamed(_DefaultCommandGroup):
+    default = "run"
 
 
 label_app = typer.Typer(cls=_RunUnlessNamed, no_args_is_help=True, help=(
@@ -256,7 +256,6 @@ def label_agree(ctx: typer.Context, files: list[str] = typer.Argument(None)) -> 
     sheet (prompt, response_a, response_b, label A/B/tie). Example: korlhf label agree runs/label runs/label_rm
     """
     run_stage(ctx, "korlhf.label.agree", positional={"files": _files_first(ctx, files)})
-
 
 
 # --- chat, serve (korlhf.chat, korlhf.serve) ---
