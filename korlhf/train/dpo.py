@@ -44,8 +44,8 @@ def main(cfg: Config) -> dict:
     from korlhf.train.common import quantization_kwargs
     from korlhf.train.data import load_split, preference_dataset
     from korlhf.train.fields import trainer_kwargs
-    from korlhf.train.output import CONFIG, prepare_output_dir, read_metrics, run_finished
-    from korlhf.train.sft import template_label, training_dtype
+    from korlhf.train.output import CONFIG, prepare_output_dir, read_metrics, run_finished, template_label
+    from korlhf.train.sft import training_dtype
 
     console = Console()
     out = Path(cfg.output_dir)
@@ -114,10 +114,7 @@ def eval_summary(output_dir: Path, final: dict, main_process: bool) -> dict:
 def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict) -> None:
     """Model + tokenizer (merged copy with LoRA + merge), model card, metrics.json last."""
     from korlhf.models import load_causal_lm
-    from korlhf.train.common import command_line
-    from korlhf.train.data import source_counts
-    from korlhf.train.output import remove_checkpoints, save_model_dir, write_metrics, write_model_card
-    from korlhf.train.sft import template_label
+    from korlhf.train.output import finish_run, save_model_dir
 
     out = Path(cfg.output_dir)
     save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_causal_lm(path, tok))
@@ -126,17 +123,6 @@ def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics
     settings = {"beta": cfg.beta, "loss_type": cfg.loss_type, "label_smoothing": cfg.label_smoothing,
                 "epochs": cfg.epochs, "max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
                 "grad_accum": cfg.grad_accum, "processes": trainer.accelerator.num_processes,
-                "learning_rate": cfg.learning_rate, "max_length": cfg.max_length,
-                "lora": f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.use_lora or cfg.load_in_4bit else "no",
-                "seed": cfg.seed}
-    usage = (f"from korlhf.models import load_causal_lm, load_tokenizer\n"
-             f"tokenizer = load_tokenizer({str(out)!r})\nmodel = load_causal_lm({str(out)!r}, tokenizer)")
-    write_model_card(out, stage="dpo", title=f"{out.name}: Korean DPO policy", base_model=cfg.model_name_or_path,
-                     template=template_label(tokenizer),
-                     data={"train": source_counts(train_records), "eval": source_counts(eval_records)},
-                     metrics=metrics, settings=settings, usage=usage, command=command_line())
-    write_metrics(out, metrics)
-    if not cfg.keep_checkpoints:
-        remove_checkpoints(out)
-    Console().print(f"[bold green]dpo done[/bold green] -> {out}  " +
-                    "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+                "learning_rate": cfg.learning_rate, "max_length": cfg.max_length}
+    finish_run(cfg, tokenizer, stage="dpo", title=f"{out.name}: Korean DPO policy", train_records=train_records,
+               eval_records=eval_records, metrics=metrics, settings=settings)

@@ -170,16 +170,7 @@ def held_out_reward(trainer, cfg, tokenizer, prompts, scorer, step: int) -> floa
 def finish(cfg, stage: str, trainer, tokenizer, train_records, eval_records) -> dict:
     """Model + tokenizer (merged copy), model card, metrics.json last."""
     from korlhf.models import load_causal_lm
-    from korlhf.train.common import command_line
-    from korlhf.train.data import source_counts
-    from korlhf.train.output import (
-        read_log,
-        remove_checkpoints,
-        save_model_dir,
-        write_metrics,
-        write_model_card,
-    )
-    from korlhf.train.sft import template_label
+    from korlhf.train.output import finish_run, read_log, save_model_dir
 
     out = Path(cfg.output_dir)
     save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_causal_lm(path, tok))
@@ -197,18 +188,7 @@ def finish(cfg, stage: str, trainer, tokenizer, train_records, eval_records) -> 
     settings = {"reward": reward, "num_generations": cfg.num_generations, "beta": cfg.beta,
                 "max_completion_length": cfg.max_completion_length, "batch_size": cfg.batch_size,
                 "grad_accum": cfg.grad_accum, "processes": trainer.accelerator.num_processes,
-                "learning_rate": cfg.learning_rate, "max_steps": cfg.max_steps, "epochs": cfg.epochs,
-                "lora": f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.use_lora or cfg.load_in_4bit else "no",
-                "seed": cfg.seed}
-    usage = (f"from korlhf.models import load_causal_lm, load_tokenizer\n"
-             f"tokenizer = load_tokenizer({str(out)!r})\nmodel = load_causal_lm({str(out)!r}, tokenizer)")
-    write_model_card(out, stage=stage, title=f"{out.name}: Korean {stage.upper()} policy",
-                     base_model=cfg.model_name_or_path, template=template_label(tokenizer),
-                     data={"train": source_counts(train_records), "eval": source_counts(eval_records)},
-                     metrics=metrics, settings=settings, usage=usage, command=command_line())
-    write_metrics(out, metrics)
-    if not cfg.keep_checkpoints:
-        remove_checkpoints(out)
-    Console().print(f"[bold green]{stage} done[/bold green] -> {out}  " +
-                    "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+                "learning_rate": cfg.learning_rate, "max_steps": cfg.max_steps, "epochs": cfg.epochs}
+    finish_run(cfg, tokenizer, stage=stage, title=f"{out.name}: Korean {stage.upper()} policy",
+               train_records=train_records, eval_records=eval_records, metrics=metrics, settings=settings)
     return metrics

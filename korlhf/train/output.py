@@ -12,7 +12,8 @@
 
 Pieces, so that a stage with its own loop (PPO) can use them without a HF Trainer:
 `prepare_output_dir`, `latest_checkpoint`, `LogJsonl` (also `append_log`), `AtomicCheckpoints`,
-`save_model_dir`, `write_model_card`, `write_metrics`, `read_metrics`, `remove_checkpoints`.
+`save_model_dir`, `write_model_card`, `write_metrics`, `read_metrics`, `remove_checkpoints`;
+`finish_run` is the common ending of the TRL-based stages (card, metrics.json, clean-up).
 """
 
 from __future__ import annotations
@@ -237,6 +238,49 @@ def write_model_card(output_dir: str | Path, *, stage: str, title: str, base_mod
     path = Path(output_dir) / CARD
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def template_label(tokenizer) -> str:
+    """The name of the tokenizer's chat template (kochatgpt, koalpaca, chatml) or "the model's own"."""
+    from korlhf.templates import template_name
+
+    return template_name(tokenizer.chat_template) or "the model's own"
+
+
+def lora_label(cfg) -> str:
+    return f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.use_lora or cfg.load_in_4bit else "no"
+
+
+def causal_lm_usage(output_dir: str | Path) -> str:
+    out = str(output_dir)
+    return (f"from korlhf.models import load_causal_lm, load_tokenizer\n"
+            f"tokenizer = load_tokenizer({out!r})\nmodel = load_causal_lm({out!r}, tokenizer)\n"
+            f"# or: korlhf chat --model {out}")
+
+
+def finish_run(cfg, tokenizer, *, stage: str, title: str, train_records: list[dict], eval_records: list[dict],
+               metrics: dict, settings: dict, usage: str | None = None) -> None:
+    """The end of a stage, on the main process: model card, ``metrics.json`` (last), checkpoint clean-up.
+
+    ``settings`` lists what matters for this stage; LoRA and the seed are added here. ``usage``
+    defaults to loading a causal LM.
+    """
+    from rich.console import Console
+
+    from korlhf.train.common import command_line
+    from korlhf.train.data import source_counts
+
+    out = Path(cfg.output_dir)
+    write_model_card(out, stage=stage, title=title, base_model=cfg.model_name_or_path,
+                     template=template_label(tokenizer),
+                     data={"train": source_counts(train_records), "eval": source_counts(eval_records)},
+                     metrics=metrics, settings={**settings, "lora": lora_label(cfg), "seed": cfg.seed},
+                     usage=usage or causal_lm_usage(out), command=command_line())
+    write_metrics(out, metrics)
+    if not cfg.keep_checkpoints:
+        remove_checkpoints(out)
+    Console().print(f"[bold green]{stage} done[/bold green] -> {out}  " +
+                    "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
 
 
 def _fmt(value) -> str:

@@ -123,9 +123,8 @@ def save_value(actor_critic, out: Path) -> None:
 
 
 def write_card(cfg, out: Path, tokenizer, metrics: dict, sources: dict, layout: str) -> None:
-    from korlhf.templates import template_name
     from korlhf.train.common import command_line
-    from korlhf.train.output import write_model_card
+    from korlhf.train.output import causal_lm_usage, lora_label, template_label, write_model_card
 
     reward = " + ".join([*([f"reward model `{cfg.reward_model}`"] if cfg.reward_model else []),
                          *[f"rule `{r}`" for r in cfg.reward_rules]])
@@ -133,10 +132,7 @@ def write_card(cfg, out: Path, tokenizer, metrics: dict, sources: dict, layout: 
                 "rollout_batch_size": cfg.rollout_batch_size, "mini_batch_size": cfg.mini_batch_size,
                 "ppo_epochs": cfg.ppo_epochs, "learning_rate": cfg.learning_rate, "kl_coef": cfg.kl_coef,
                 "kl_estimator": cfg.kl_estimator, "target_kl": cfg.target_kl, "max_new_tokens": cfg.max_new_tokens,
-                "lora": f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.use_lora or cfg.load_in_4bit else "no",
-                "ptx_coef": cfg.ptx_coef, "seed": cfg.seed}
-    usage = (f"from korlhf.models import load_causal_lm, load_tokenizer\n"
-             f"tokenizer = load_tokenizer({str(out)!r})\nmodel = load_causal_lm({str(out)!r}, tokenizer)")
+                "lora": lora_label(cfg), "ptx_coef": cfg.ptx_coef, "seed": cfg.seed}
     write_model_card(out, stage="ppo", title=f"{out.name}: Korean PPO policy", base_model=cfg.model_name_or_path,
-                     template=template_name(tokenizer.chat_template) or "the model's own", data=sources,
-                     metrics=metrics, settings=settings, usage=usage, command=command_line())
+                     template=template_label(tokenizer), data=sources,
+                     metrics=metrics, settings=settings, usage=causal_lm_usage(out), command=command_line())

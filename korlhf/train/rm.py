@@ -57,7 +57,7 @@ def train(cfg: Config, callbacks=()) -> dict:
 
     from korlhf.config import save_config
     from korlhf.models import load_reward_model, load_tokenizer
-    from korlhf.train.common import command_line, quantization_kwargs
+    from korlhf.train.common import quantization_kwargs
     from korlhf.train.data import load_split
     from korlhf.train.output import (
         CONFIG,
@@ -102,7 +102,7 @@ def train(cfg: Config, callbacks=()) -> dict:
     metrics = {"train_loss": sum(losses) / len(losses) if losses else result.training_loss,
                "steps": trainer.state.global_step,
                "train_rows": len(trainer.train_dataset), "loss": cfg.loss}
-    finish(cfg, trainer, tokenizer, train_records, fitting, metrics, command_line())
+    finish(cfg, trainer, tokenizer, train_records, fitting, metrics)
     return metrics
 
 
@@ -232,20 +232,12 @@ def evaluate(model, tokenizer, records, batch_size: int = 16, max_length: int | 
     return ranking_metrics(scores, [bool(r.get("tied_after_first")) for r in records])
 
 
-def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict, command: str) -> None:
+def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict) -> None:
     """Model, tokenizer, held-out metrics on the reloaded model, model card, metrics.json last.
 
     ``eval_records``: the held-out records that fit ``max_length``."""
     from korlhf.models import load_reward_model
-    from korlhf.train.data import source_counts
-    from korlhf.train.output import (
-        read_log,
-        remove_checkpoints,
-        save_model_dir,
-        write_metrics,
-        write_model_card,
-    )
-    from korlhf.train.sft import template_label
+    from korlhf.train.output import finish_run, read_log, save_model_dir
 
     out = Path(cfg.output_dir)
     save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_reward_model(path, tok))
@@ -261,19 +253,11 @@ def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics
                 "center_rewards_coefficient": cfg.center_rewards_coefficient, "epochs": cfg.epochs,
                 "max_steps": cfg.max_steps, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
                 "processes": trainer.accelerator.num_processes, "learning_rate": cfg.learning_rate,
-                "max_length": cfg.max_length,
-                "lora": f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.use_lora or cfg.load_in_4bit else "no",
-                "seed": cfg.seed}
+                "max_length": cfg.max_length}
     usage = (f"from korlhf.models import load_reward_model, load_tokenizer\n"
              f"tokenizer = load_tokenizer({str(out)!r})\nreward_model = load_reward_model({str(out)!r}, tokenizer)\n"
              f"from korlhf.train.rm import reward_scores\n"
              f"print(reward_scores(reward_model, tokenizer, ['한국의 수도는?'], ['서울입니다.']))")
-    write_model_card(out, stage="reward-model", title=f"{out.name}: Korean reward model",
-                     base_model=cfg.model_name_or_path, template=template_label(tokenizer),
-                     data={"train": source_counts(train_records), "eval": source_counts(eval_records)},
-                     metrics=metrics, settings=settings, usage=usage, command=command)
-    write_metrics(out, metrics)
-    if not cfg.keep_checkpoints:
-        remove_checkpoints(out)
-    Console().print(f"[bold green]rm done[/bold green] -> {out}  " +
-                    "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+    finish_run(cfg, tokenizer, stage="reward-model", title=f"{out.name}: Korean reward model",
+               train_records=train_records, eval_records=eval_records, metrics=metrics, settings=settings,
+               usage=usage)

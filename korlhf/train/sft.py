@@ -58,9 +58,16 @@ def train(cfg: Config, callbacks=()) -> dict:
 
     from korlhf.config import save_config
     from korlhf.models import load_causal_lm, load_tokenizer
-    from korlhf.train.common import command_line, quantization_kwargs
+    from korlhf.train.common import quantization_kwargs
     from korlhf.train.data import load_split, sft_dataset
-    from korlhf.train.output import CONFIG, prepare_output_dir, read_log, read_metrics, run_finished
+    from korlhf.train.output import (
+        CONFIG,
+        prepare_output_dir,
+        read_log,
+        read_metrics,
+        run_finished,
+        template_label,
+    )
 
     console = Console()
     out = Path(cfg.output_dir)
@@ -94,7 +101,7 @@ def train(cfg: Config, callbacks=()) -> dict:
                "eval_examples": len(trainer.eval_dataset) if eval_records else 0}
     if eval_records:
         metrics.update(eval_summary(out, trainer.evaluate()))
-    finish(cfg, trainer, tokenizer, train_records, eval_records, metrics, command_line())
+    finish(cfg, trainer, tokenizer, train_records, eval_records, metrics)
     return metrics
 
 
@@ -195,17 +202,10 @@ def eval_summary(output_dir: Path, final: dict) -> dict:
     return summary
 
 
-def template_label(tokenizer) -> str:
-    from korlhf.templates import template_name
-
-    return template_name(tokenizer.chat_template) or "the model's own"
-
-
-def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict, command: str) -> None:
+def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict) -> None:
     """Model + tokenizer, merged copy, model card, then metrics.json (last)."""
     from korlhf.models import load_causal_lm
-    from korlhf.train.data import source_counts
-    from korlhf.train.output import remove_checkpoints, save_model_dir, write_metrics, write_model_card
+    from korlhf.train.output import finish_run, save_model_dir
 
     out = Path(cfg.output_dir)
     save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_causal_lm(path, tok))
@@ -215,17 +215,6 @@ def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics
                 "grad_accum": cfg.grad_accum, "processes": trainer.accelerator.num_processes,
                 "learning_rate": cfg.learning_rate, "max_length": cfg.max_length,
                 "batching": "packed" if cfg.packing else "length-grouped" if cfg.group_by_length else "random",
-                "lora": f"r={cfg.lora_r}, alpha={cfg.lora_alpha}" if cfg.use_lora or cfg.load_in_4bit else "no",
-                "neftune_noise_alpha": cfg.neftune_noise_alpha, "seed": cfg.seed}
-    usage = (f"from korlhf.models import load_causal_lm, load_tokenizer\n"
-             f"tokenizer = load_tokenizer({str(out)!r})\nmodel = load_causal_lm({str(out)!r}, tokenizer)\n"
-             "# or: korlhf chat --model " + str(out))
-    write_model_card(out, stage="sft", title=f"{out.name}: Korean SFT model", base_model=cfg.model_name_or_path,
-                     template=template_label(tokenizer),
-                     data={"train": source_counts(train_records), "eval": source_counts(eval_records)},
-                     metrics=metrics, settings=settings, usage=usage, command=command)
-    write_metrics(out, metrics)
-    if not cfg.keep_checkpoints:
-        remove_checkpoints(out)
-    Console().print(f"[bold green]sft done[/bold green] -> {out}  " +
-                    "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+                "neftune_noise_alpha": cfg.neftune_noise_alpha}
+    finish_run(cfg, tokenizer, stage="sft", title=f"{out.name}: Korean SFT model", train_records=train_records,
+               eval_records=eval_records, metrics=metrics, settings=settings)
