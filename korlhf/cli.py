@@ -275,8 +275,21 @@ def serve(ctx: typer.Context) -> None:
 
 
 @app.command(context_settings=STAGE)
+def pipeline(ctx: typer.Context) -> None:
+    """Run data -> SFT -> RM -> PPO (or DPO/GRPO) -> generate -> eval into runs/<name>/, with report.html.
+
+    Finished stages are skipped on rerun (--force STAGE redoes one). Example:
+    korlhf pipeline --config configs/pipeline.yaml
+    """
+    run_stage(ctx, "korlhf.pipeline")
+
+
+@app.command(context_settings=STAGE)
 def demo(ctx: typer.Context) -> None:
-    """Build a tiny Korean model from scratch on data korlhf writes itself and run the recipe on it."""
+    """The whole recipe in minutes on a CPU: a tiny Korean model built from scratch on a world korlhf writes.
+
+Ends with runs/demo/report.html and answers before/after. --data DIR runs it on your own files.
+"""
     run_stage(ctx, "korlhf.demo")
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
 
 WEEKDAYS = ["월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일"]
 CAPITALS = {
@@ -119,3 +121,164 @@ def demo_corpus(seed: int = 0, n: int = 1000) -> Iterator[str]:
     for task in demo_tasks(seed, n):
         yield task["prompt"]
         yield task["response"]
+
+
+# --- The demo world of `korlhf demo`: every fact, several phrasings, a pretraining text -----------------
+# `demo_tasks` above draws tasks at random (tests use it); the pipeline demo needs more: a closed world
+# whose every fact is known, so that a tiny "pretrained" base model can read it as plain sentences,
+# questions held out from SFT still have checkable answers, and a rule can tell a right answer.
+
+MORE_CAPITALS = {"멕시코": "멕시코시티", "아르헨티나": "부에노스아이레스", "필리핀": "마닐라", "몽골": "울란바토르",
+                 "케냐": "나이로비", "그리스": "아테네", "포르투갈": "리스본", "튀르키예": "앙카라"}
+MORE_SOUNDS = {"참새": "짹짹", "염소": "음매", "병아리": "삐약삐약"}
+MORE_COLOURS = {"당근": "주황색", "포도": "보라색", "우유": "하얀색", "숯": "검은색"}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One fact of the demo world: the sentence that states it, the questions that ask it, the short answer."""
+
+    task: str
+    statement: str
+    questions: tuple[str, ...]
+    answer: str
+
+
+def _ro(word: str) -> str:
+    """``word`` + 으로/로 (로 after a vowel or ㄹ)."""
+    last = word[-1]
+    rieul = "가" <= last <= "힣" and (ord(last) - 0xAC00) % 28 == 8
+    return word + ("으로" if has_batchim(word) and not rieul else "로")
+
+
+def _number_facts() -> list[Fact]:
+    facts = []
+    for a in range(1, 10):
+        for b in range(1, 10):
+            for kind, op, value in (("add", "더하기", a + b), ("sub", "빼기", a - b), ("mul", "곱하기", a * b)):
+                if (kind == "sub" and b > a) or (kind == "mul" and min(a, b) < 2):
+                    continue
+                expr = f"{a} {op} {b}"
+                questions = (f"{josa(expr, '은', '는')} 얼마인가요?", f"{josa(expr, '을', '를')} 계산해 주세요.",
+                             f"{expr}의 값은?", f"{expr}, 답이 뭐예요?")
+                facts.append(Fact(kind, f"{josa(expr, '은', '는')} {value}입니다.", questions, str(value)))
+    for a in range(1, 13):
+        for b in range(1, 13):
+            if a != b:
+                pair = f"{josa(str(a), '과', '와')} {b}"
+                questions = (f"{pair} 중에서 더 큰 수는 무엇인가요?", f"{pair} 중 어느 쪽이 더 큰가요?")
+                facts.append(Fact("compare", f"{pair} 중에서 더 큰 수는 {max(a, b)}입니다.", questions, str(max(a, b))))
+    return facts
+
+
+def _table_facts() -> list[Fact]:
+    facts = []
+    for big, small, factor in UNITS:
+        for n in range(1, 10):
+            amount = josa(f"{n}{big}", "은", "는")
+            facts.append(Fact("unit", f"{amount} {n * factor}{small}입니다.",
+                              (f"{amount} 몇 {small}인가요?", f"{josa(f'{n}{big}', '을', '를')} {_ro(small)} 바꾸면?"),
+                              f"{n * factor}{small}"))
+    for i, day in enumerate(WEEKDAYS):
+        for k, after in ((1, "다음 날"), (2, "이틀 뒤"), (3, "사흘 뒤")):
+            when = josa(f"{day} {after}", "은", "는")
+            facts.append(Fact("weekday", f"{when} {WEEKDAYS[(i + k) % 7]}입니다.",
+                              (f"{when} 무슨 요일인가요?", f"{day}에서 {after.replace('다음 날', '하루 뒤')}는 무슨 요일이에요?"),
+                              WEEKDAYS[(i + k) % 7]))
+    for country, city in {**CAPITALS, **MORE_CAPITALS}.items():
+        facts.append(Fact("capital", f"{country}의 수도는 {city}입니다.",
+                          (f"{country}의 수도는 어디인가요?", f"{country}의 수도는?", f"{country}의 수도를 알려 주세요."), city))
+    for animal, sound in {**SOUNDS, **MORE_SOUNDS}.items():
+        topic = josa(animal, "은", "는")
+        facts.append(Fact("sound", f"{topic} {sound} 하고 웁니다.",
+                          (f"{topic} 어떻게 우나요?", f"{animal} 울음소리는 어떤가요?", f"{topic} 뭐라고 울어요?"), sound))
+    for thing, colour in {**COLOURS, **MORE_COLOURS}.items():
+        facts.append(Fact("colour", f"{thing}의 색깔은 {colour}입니다.",
+                          (f"{thing}의 색깔은 무엇인가요?", f"{thing}은 무슨 색인가요?" if has_batchim(thing) else
+                           f"{thing}는 무슨 색인가요?", f"{thing}의 색을 알려 주세요."), colour))
+    return facts
+
+
+def world_facts() -> list[Fact]:
+    """Every fact of the demo world, in a fixed order (about 670)."""
+    return _number_facts() + _table_facts()
+
+
+def world_questions(seed: int = 0) -> list[dict]:
+    """Every (fact, phrasing) as a task ``{id, task, prompt, response, answer, source}``, shuffled with
+    ``seed`` and interleaved across task kinds, so any prefix is balanced and no prompt repeats."""
+    rng = random.Random(seed)
+    by_kind: dict[str, list[dict]] = {}
+    for fact in world_facts():
+        for question in fact.questions:
+            by_kind.setdefault(fact.task, []).append(
+                {"task": fact.task, "prompt": question, "response": fact.statement, "answer": fact.answer})
+    for tasks in by_kind.values():
+        rng.shuffle(tasks)
+    order = []
+    for i in range(max(len(t) for t in by_kind.values())):
+        order += [tasks[i] for tasks in by_kind.values() if i < len(tasks)]
+    return [{"id": f"world-{i}", **task, "source": "korlhf-demo"} for i, task in enumerate(order)]
+
+
+def world_text(seed: int = 0, repeats: int = 1) -> list[str]:
+    """The demo world as plain sentences (every fact stated ``repeats`` times, shuffled): "pretraining" text."""
+    rng = random.Random(seed)
+    sentences = [fact.statement for fact in world_facts()] * repeats
+    rng.shuffle(sentences)
+    return sentences
+
+
+def preference(task: dict, rng: random.Random) -> dict:
+    """A preference record: the right answer first, then three that are not (`world_mistake`), unranked
+    among themselves (``tied_after_first``, as KoBEST choices are)."""
+    styles = ("wrong", "other", "broken")
+    responses = [task["response"], *(world_mistake(task, style, rng) for style in styles)]
+    return {"id": task["id"], "task": task["task"], "prompt": task["prompt"], "responses": responses,
+            "answer": task["answer"], "tied_after_first": True, "source": task["source"]}
+
+
+def world_mistake(task: dict, style: str, rng: random.Random) -> str:
+    """A bad answer to a world question. ``wrong``: the same sentence with another answer of its kind;
+    ``other``: a true sentence about another fact of the same kind (fluent, on topic, not an answer);
+    ``broken``: repeated, cut off or English."""
+    same_kind = _facts_by_kind()[task["task"]]
+    if style == "wrong":
+        answer = rng.choice(sorted({f.answer for f in same_kind} - {task["answer"]}))
+        head, _, tail = task["response"].rpartition(task["answer"])
+        return head + answer + tail
+    if style == "other":
+        return rng.choice([f.statement for f in same_kind if f.statement != task["response"]])
+    broken = rng.choice(["repeat", "truncate", "english"])
+    if broken == "repeat":
+        return " ".join([task["response"].split()[0]] * rng.randint(4, 8))
+    if broken == "truncate":
+        return task["response"][: max(2, len(task["response"]) // 3)]
+    return "I don't know the answer."
+
+
+@cache
+def _facts_by_kind() -> dict[str, list[Fact]]:
+    kinds: dict[str, list[Fact]] = {}
+    for fact in world_facts():
+        kinds.setdefault(fact.task, []).append(fact)
+    return kinds
+
+
+@cache
+def _answers() -> dict[str, str]:
+    return {q: fact.answer for fact in world_facts() for q in fact.questions}
+
+
+def answer_of(prompt: str) -> str | None:
+    """The known short answer to a demo-world question, or None if ``prompt`` is not one."""
+    return _answers().get(prompt.strip())
+
+
+def correct(prompt: str, response: str) -> float:
+    """A rule reward (`reward_rules: [korlhf.demo_data:correct]`): 1.0 if the answer states the known fact.
+
+    Demo-world questions only; any other prompt scores 0.0.
+    """
+    answer = answer_of(prompt)
+    return 1.0 if answer is not None and answer in response else 0.0

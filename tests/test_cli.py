@@ -19,13 +19,13 @@ def test_import_and_help_stay_light():
 
 
 def test_user_error_is_one_line_without_traceback():
-    result = run("demo", "--n_taks", "3")
+    result = run("demo", "--pretrain_step", "3")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == "error: unknown flag: --n_taks is not a field of Config; did you mean 'n_tasks'?"
+    assert result.stderr.strip() == "error: unknown flag: --pretrain_step is not a field of Config; did you mean 'pretrain_steps'?"
 
 
 def test_stage_help_lists_fields():
     result = run("demo", "--help")
     assert result.returncode == 0
-    assert "n_tasks" in result.stdout and "vocab_size" in result.stdout
+    assert "pretrain_steps" in result.stdout and "vocab_size" in result.stdout

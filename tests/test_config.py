@@ -89,6 +89,7 @@ def test_yaml_must_be_mapping(tmp_path):
 # configs/ must match one of these, so every shipped file is validated.
 STAGE_MODULES = {
     "demo": "korlhf.demo",
+    "pipeline": "korlhf.pipeline",
     "sft": "korlhf.train.sft",
     "rm": "korlhf.train.rm",
     "ppo": "korlhf.train.ppo",

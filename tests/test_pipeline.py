@@ -1,0 +1,183 @@
+"""`korlhf pipeline` / `korlhf demo` at micro scale: every stage runs, reruns skip, --force redoes
+a stage and what depends on it, an interrupted run resumes, and the report has its sections."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from korlhf import demo, pipeline
+from korlhf.config import load_config
+from korlhf.errors import KorlhfError
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("data", "sft", "rm", "ppo", "generate", "eval")
+
+
+def micro(runs: Path, **changes) -> demo.Config:
+    """The demo, shrunk to seconds: a 1-layer model, a few steps per stage."""
+    cfg = demo.Config(
+        runs_dir=str(runs), hidden=32, layers=1, vocab_size=400, pretrain_steps=5, n_sft=70, n_rm=24, eval_size=12,
+        sft=dict(max_steps=4, batch_size=8, learning_rate=1e-3, eval_fraction=0.0, save_steps=2, max_length=64,
+                 logging_steps=1),
+        rm=dict(max_steps=3, batch_size=4, learning_rate=1e-3, eval_fraction=0.25, save_steps=100, max_length=64,
+                logging_steps=1),
+        ppo=dict(steps=2, rollout_batch_size=8, mini_batch_size=4, ppo_epochs=1, learning_rate=1e-4, max_new_tokens=8,
+                 sample_steps=0, eval_fraction=0.2, save_steps=1),
+        generate=dict(preset="greedy", max_new_tokens=8),
+        sweep=dict(max_new_tokens=8, strategies=[{"preset": "greedy"}, {"preset": "sample"}]),
+        eval_limit=6, batch_size=8)
+    return dataclasses.replace(cfg, **changes)
+
+
+def stamps(run: Path) -> dict[str, int]:
+    return {s: (run / s / "metrics.json").stat().st_mtime_ns for s in STAGES}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models gain nothing from threads on the shared 2-core machine
+    runs = tmp_path_factory.mktemp("runs")
+    report = demo.main(micro(runs))
+    yield runs, report
+    torch.set_num_threads(threads)
+
+
+def test_every_stage_writes_its_folder_and_metrics(demo_run):
+    runs, report = demo_run
+    run = runs / "demo"
+    assert report == run / "report.html"
+    for stage in STAGES:
+        assert (run / stage / "metrics.json").is_file(), stage
+        assert (run / stage / "stage.log").stat().st_size > 0, stage
+    assert (run / "sft" / "config.yaml").is_file() and (run / "rm" / "log.jsonl").is_file()
+    assert json.loads((run / "data" / "metrics.json").read_text()) == {"sft": 58, "rm": 24, "ppo": 1212, "eval": 12}
+    models = json.loads((run / "eval" / "models.json").read_text())
+    assert list(models) == ["base", "sft", "ppo"]
+    for scores in models.values():
+        assert scores["n"] == 6 and 0.0 <= scores["answer_accuracy"] <= 1.0 and "reward" in scores
+    answers = [json.loads(line) for line in (run / "generate" / "sft.jsonl").read_text().splitlines()]
+    assert [a["prompt"] for a in answers] == [json.loads(line)["prompt"] for line in
+                                              (run / "data" / "build" / "eval.jsonl").read_text().splitlines()[:6]]
+
+
+def test_report_is_self_contained_with_every_section(demo_run):
+    text = (demo_run[1]).read_text(encoding="utf-8")
+    for heading in ("Base model pretraining (demo)", "Data", "SFT", "Reward model", "PPO", "Models side by side (held-out prompts)",
+                    "Decoding sweep", "Sample answers"):
+        assert f"<h2>{heading}</h2>" in text, heading
+    assert "toy" in text and "answer_accuracy" in text
+    assert len(re.findall(r"<img src='data:image/png;base64,", text)) == 5  # pretraining, SFT, RM, PPO curves, the sweep overview
+    assert not re.search(r"(src|href)=['\"]?(http|/|\.\.)", text)  # nothing loaded from elsewhere
+
+
+def test_rerun_skips_finished_stages(demo_run, capsys):
+    runs, _ = demo_run
+    before = stamps(runs / "demo")
+    demo.main(micro(runs))
+    assert stamps(runs / "demo") == before
+    out = capsys.readouterr().out
+    assert all(f"{stage}: done earlier" in out for stage in STAGES)
+
+
+def test_force_redoes_a_stage_and_what_depends_on_it(demo_run):
+    runs, _ = demo_run
+    before = stamps(runs / "demo")
+    demo.main(micro(runs, force=["rm"]))
+    after = stamps(runs / "demo")
+    assert [s for s in STAGES if after[s] != before[s]] == ["rm", "ppo", "generate", "eval"]
+
+
+def test_an_interrupted_pipeline_resumes(demo_run, monkeypatch):
+    runs, _ = demo_run
+    run = runs / "demo"
+    for stage in ("ppo", "generate", "eval"):
+        (run / stage / "metrics.json").unlink()  # as if the run stopped during PPO, after a checkpoint
+    before = stamps_of(run, ("data", "sft", "rm"))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "STAGES", {**pipeline.STAGES, "generate": crash})
+    with pytest.raises(KeyboardInterrupt):
+        demo.main(micro(runs))
+    assert (run / "ppo" / "metrics.json").is_file() and not (run / "generate" / "metrics.json").exists()
+    monkeypatch.undo()
+    demo.main(micro(runs))
+    assert (run / "eval" / "metrics.json").is_file()
+    assert stamps_of(run, ("data", "sft", "rm")) == before
+
+
+def test_cut_off_training_stage_resumes_and_forced_one_starts_over(monkeypatch, tmp_path):
+    from korlhf.train import rm
+
+    seen = []
+    monkeypatch.setattr(rm, "main", lambda cfg: seen.append((cfg.resume, cfg.overwrite, cfg.output_dir)))
+    cfg = pipeline.Config(model_name_or_path="m")
+    pipeline.run_rm(cfg, tmp_path)
+    pipeline.run_rm(cfg, tmp_path, fresh=True)
+    assert seen == [(True, False, str(tmp_path / "rm")), (False, True, str(tmp_path / "rm"))]
+
+
+def stamps_of(run: Path, stages) -> dict:
+    return {s: (run / s / "metrics.json").stat().st_mtime_ns for s in stages}
+
+
+def test_downstream_of_forced_stages():
+    assert pipeline._downstream({"rm"}) == {"rm", "ppo", "grpo", "generate", "eval"}
+    assert pipeline._downstream({"data"}) == set(pipeline.ORDER)
+    assert pipeline._downstream({"generate"}) == {"generate", "eval"}
+
+
+def test_bad_pipeline_configs_are_named(tmp_path):
+    with pytest.raises(KorlhfError) as err:
+        load_config(pipeline.Config, None, ["--model_name_or_path", "m", "--stages", "data,sft,ppp"])
+    assert str(err.value) == "unknown stage 'ppp'; stages are data, sft, label, rm, ppo, dpo, grpo, generate, eval"
+    cfg = pipeline.Config(model_name_or_path="m", sft={"output_dir": "elsewhere", "learning_rate": 1e-4})
+    with pytest.raises(KorlhfError) as err:
+        pipeline.run_sft(cfg, tmp_path, dry=True)
+    assert str(err.value) == ("pipeline sft: output_dir is set by the pipeline (it chains the stages); "
+                              "remove it from `sft:`")
+    cfg = pipeline.Config(model_name_or_path="m", sft={"learning_rat": 1e-4})
+    with pytest.raises(KorlhfError, match="did you mean 'learning_rate'"):
+        pipeline.run_sft(cfg, tmp_path, dry=True)
+
+
+def test_shipped_demo_yaml_is_the_demo_default():
+    assert load_config(demo.Config, REPO / "configs" / "demo.yaml") == demo.Config()
+
+
+PIPELINE_YAMLS = sorted((REPO / "configs").glob("pipeline*.yaml")) + [REPO / "configs" / "demo.yaml"]
+
+
+@pytest.mark.parametrize("path", PIPELINE_YAMLS, ids=lambda p: p.name)
+def test_shipped_pipeline_yamls_build_every_stage_config(path, tmp_path):
+    cls = demo.Config if path.name == "demo.yaml" else pipeline.Config
+    pipeline.check(load_config(cls, path), tmp_path)
+
+
+def test_demo_runs_on_a_folder_of_the_users_files(demo_run, tmp_path):
+    runs, _ = demo_run
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("sft.jsonl", "rm.jsonl", "ppo.jsonl"):
+        (mine / name).write_bytes((runs / "demo" / "world" / name).read_bytes())
+    report = demo.main(micro(runs, name="mine", data=str(mine), stages=["data", "sft", "generate", "eval"]))
+    run = runs / "mine"
+    assert not (run / "world").exists() and (run / "base" / "metrics.json").is_file()
+    assert json.loads((run / "data" / "metrics.json").read_text())["sft"] > 0
+    assert list(json.loads((run / "eval" / "models.json").read_text())) == ["base", "sft"]
+    assert "<h2>PPO</h2>" not in report.read_text(encoding="utf-8")
+
+
+def test_demo_data_must_be_a_folder(tmp_path):
+    with pytest.raises(KorlhfError) as err:
+        demo.main(micro(tmp_path, data=str(tmp_path / "nope")))
+    assert str(err.value) == (f"--data {tmp_path / 'nope'}: not a folder; give a folder of data files "
+                              "(jsonl, json, csv, tsv, parquet)")
