@@ -181,3 +181,15 @@ def test_demo_data_must_be_a_folder(tmp_path):
         demo.main(micro(tmp_path, data=str(tmp_path / "nope")))
     assert str(err.value) == (f"--data {tmp_path / 'nope'}: not a folder; give a folder of data files "
                               "(jsonl, json, csv, tsv, parquet)")
+
+
+def test_dpo_and_grpo_take_the_place_of_ppo(demo_run):
+    runs, _ = demo_run
+    cfg = micro(runs, name="alt", stages=["data", "sft", "rm", "dpo", "grpo", "generate", "eval"],
+                dpo=dict(max_steps=2, batch_size=4, max_length=64, eval_fraction=0.0),
+                grpo=dict(max_steps=1, batch_size=4, num_generations=4, max_completion_length=8, eval_fraction=0.0))
+    report = demo.main(cfg)
+    models = json.loads((runs / "alt" / "eval" / "models.json").read_text())
+    assert list(models) == ["base", "sft", "dpo", "grpo"]
+    text = report.read_text(encoding="utf-8")
+    assert "<h2>DPO</h2>" in text and "<h2>GRPO</h2>" in text and "<h2>PPO</h2>" not in text
