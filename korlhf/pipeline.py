@@ -164,6 +164,9 @@ class _Tee:
     def isatty(self) -> bool:
         return False
 
+    def __getattr__(self, name):  # encoding, fileno, ... of the real stdout
+        return getattr(self.stdout, name)
+
     def __exit__(self, *exc):
         sys.stdout = self.stdout
         self.file.close()
