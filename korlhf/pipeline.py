@@ -179,7 +179,7 @@ def _stage_config(module, cfg: Config, stage: str, fixed: dict):
     """``module.Config`` from the pipeline's dict for ``stage``, with the paths the pipeline sets."""
     from korlhf.config import build_config
 
-    settings = getattr(cfg, stage.replace("-", "_"))
+    settings = getattr(cfg, stage)
     clash = sorted(set(settings) & set(fixed))
     if clash:
         raise KorlhfError(f"pipeline {stage}: {', '.join(clash)} is set by the pipeline (it chains the stages); "
@@ -205,10 +205,6 @@ def _rm_data(run: Path) -> list[str]:
     return [str(label if label.is_file() else run / "data" / "build" / "rm.jsonl")]
 
 
-def _template(cfg: Config) -> dict:
-    return {"template": cfg.template} if cfg.template else {}
-
-
 def run_data(cfg: Config, run: Path, dry: bool = False, fresh: bool = False):
     from korlhf.data import build, clean
 
@@ -224,7 +220,8 @@ def run_data(cfg: Config, run: Path, dry: bool = False, fresh: bool = False):
 
 
 def run_sft(cfg: Config, run: Path, dry: bool = False, fresh: bool = False):
-    return _train("sft", cfg, run, {"model_name_or_path": cfg.model_name_or_path, **_template(cfg),
+    return _train("sft", cfg, run, {"model_name_or_path": cfg.model_name_or_path,
+                                    **({"template": cfg.template} if cfg.template else {}),
                                     "train_files": [str(run / "data" / "build" / "sft.jsonl")]}, dry, fresh)
 
 

@@ -106,19 +106,14 @@ def score_models(cfg, run: Path) -> dict:
 
 def sweep_config(cfg, run: Path, model: str):
     """`korlhf eval sweep`'s Config: the pipeline's ``sweep:`` settings on ``model`` and the eval prompts."""
-    from korlhf.config import build_config
     from korlhf.evaluation import sweep
+    from korlhf.pipeline import _stage_config
 
     fixed = {"model": model, "prompts": str(run / "data" / "build" / "eval.jsonl"), "out": str(run / "eval" / "sweep"),
              "limit": cfg.eval_limit, "batch_size": cfg.batch_size}
     if (run / "rm" / "metrics.json").is_file():
         fixed["reward_model"] = str(run / "rm")
-    clash = sorted(set(cfg.sweep) & set(fixed))
-    if clash:
-        raise KorlhfError(f"pipeline sweep: {', '.join(clash)} is set by the pipeline; remove it from `sweep:`")
-    raw = {k: (v, "pipeline config `sweep:`") for k, v in cfg.sweep.items()}
-    raw.update({k: (v, "pipeline") for k, v in fixed.items()})
-    sweep_cfg = build_config(sweep.Config, raw)
+    sweep_cfg = _stage_config(sweep, cfg, "sweep", fixed)
     sweep._decodings(sweep_cfg)  # strategies with unknown knobs fail here
     return sweep_cfg
 

@@ -1,8 +1,7 @@
 """One self-contained HTML report of a pipeline run (`runs/<name>/report.html`).
 
-It reads what each stage leaves in its folder — ``metrics.json``, training logs
-(``trainer_state.json`` log history or ``log.jsonl``), ``report.json`` of the data build,
-``samples.jsonl`` — and draws curves with matplotlib, inlined as base64 PNGs, so the file can be
+It reads what each stage leaves in its folder — ``metrics.json``, the training log ``log.jsonl``,
+``report.json`` of the data build, the answers of ``generate/`` — and draws curves with matplotlib, inlined as base64 PNGs, so the file can be
 mailed or opened offline. Missing pieces are skipped, so a partial run still gets a report.
 """
 
@@ -13,20 +12,6 @@ import html
 import io
 import json
 from pathlib import Path
-
-LOG_FILES = ("log.jsonl", "metrics.jsonl")
-
-
-def read_log(stage_dir: Path) -> list[dict]:
-    """Logged rows (dicts with a ``step``) of a stage, from TRL/HF state or our JSON Lines logs."""
-    for name in LOG_FILES:
-        path = stage_dir / name
-        if path.is_file():
-            return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    states = sorted(stage_dir.glob("**/trainer_state.json"), key=lambda p: p.stat().st_mtime)
-    if states:
-        return json.loads(states[-1].read_text(encoding="utf-8")).get("log_history", [])
-    return []
 
 
 def read_json(path: Path) -> dict | None:
@@ -144,6 +129,8 @@ def _training_section(folder: Path, keys: list[str], title: str) -> str:
     metrics = read_json(folder / "metrics.json")
     if metrics is None:
         return ""
+    from korlhf.train.output import read_log
+
     curves = image(plot(read_log(folder), keys, title))
     return curves + table([{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}])
 
