@@ -270,3 +270,23 @@ def test_bad_configs_say_what_to_do(world, tmp_path):
         load_config(ppo.Config, None, ["--model_name_or_path", "m", "--train_files", "t", "--output_dir", "o",
                                        "--mini_batch_size", "6", "--gradient_accumulation_steps", "4"])
     assert str(err.value) == "mini_batch_size (6) must be a multiple of gradient_accumulation_steps (4)"
+
+
+def test_value_model_learns_ten_times_faster_unless_told():
+    """At the policy's rate a fresh value head stayed at explained variance 0 for 40 demo steps."""
+    from torch import nn
+
+    from korlhf.train.ppo import make_optimizer
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.policy, self.value_head = nn.Linear(2, 2), nn.Linear(2, 1)
+
+    cfg = ppo.Config(model_name_or_path="m", train_files=["p"], output_dir="o", reward_rules=["hangul"],
+                     learning_rate=2e-5, steps=1, rollout_batch_size=8, mini_batch_size=8)
+    optimizer, _ = make_optimizer(cfg, Pair())
+    assert [g["lr"] for g in optimizer.param_groups] == [2e-5, pytest.approx(2e-4)]
+    cfg.value_learning_rate = 5e-6
+    optimizer, _ = make_optimizer(cfg, Pair())
+    assert [g["lr"] for g in optimizer.param_groups] == [2e-5, 5e-6]

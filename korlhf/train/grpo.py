@@ -115,6 +115,7 @@ def train(cfg, stage: str, config_cls, trainer_cls, stage_args: dict) -> dict:
         args=args, train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]), processing_class=tokenizer,
         peft_config=lora_config(cfg, "CAUSAL_LM"), callbacks=[LogJsonl(out)])
     use_sft_reference(trainer, cfg, tokenizer)
+    score_with_mask_positions(trainer)
     if reward_model is not None:
         reward_model.to(trainer.accelerator.device)
     scorer = RewardScorer(reward_model, reward_tokenizer, cfg.reward_rules)
@@ -152,6 +153,20 @@ def use_sft_reference(trainer, cfg, tokenizer) -> None:
     reference.eval().requires_grad_(False)
     trainer.ref_model = (prepare_deepspeed(reference, trainer.accelerator) if trainer.is_deepspeed_enabled
                          else trainer.accelerator.prepare_model(reference, evaluation_mode=True))
+
+
+def score_with_mask_positions(trainer) -> None:
+    """Give TRL's policy and reference model the position ids ``generate`` sampled with.
+
+    TRL scores left-padded prompt + completion without ``position_ids``, so absolute-position
+    models (GPT-2) number positions from the first pad column and train on log-probs other than
+    the sampled ones; see `korlhf.train.positions`.
+    """
+    from korlhf.train.positions import use_mask_positions
+
+    for model in (trainer.model, getattr(trainer, "ref_model", None)):
+        if model is not None:
+            use_mask_positions(model)
 
 
 def held_out_reward(trainer, cfg, tokenizer, prompts, scorer, step: int) -> float:

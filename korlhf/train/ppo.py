@@ -43,7 +43,9 @@ class Config(RunFields, ModelFields):
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per mini-batch"})
     ppo_epochs: int = field(default=4, metadata={"help": "passes over each rollout batch"})
     learning_rate: float = field(default=1e-5, metadata={"help": "policy learning rate (AdamW)"})
-    value_learning_rate: float | None = field(default=None, metadata={"help": "value model learning rate (default: learning_rate)"})
+    value_learning_rate: float | None = field(default=None, metadata={
+        "help": "value model learning rate (default: 10 x learning_rate: a fresh value head must fit returns "
+                "within a few steps, or advantages stay noise)"})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "constant, linear, cosine (transformers schedulers)"})
     warmup_steps: int = field(default=0, metadata={"help": "optimizer steps of linear warm-up"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: off)"})
@@ -244,12 +246,22 @@ def make_optimizer(cfg: Config, actor_critic):
     value_params = [p for n, p in actor_critic.named_parameters() if p.requires_grad and not n.startswith("policy.")]
     policy_params = [p for n, p in actor_critic.named_parameters() if p.requires_grad and n.startswith("policy.")]
     groups = [{"params": policy_params, "lr": cfg.learning_rate},
-              {"params": value_params, "lr": cfg.value_learning_rate or cfg.learning_rate}]
+              {"params": value_params, "lr": value_lr(cfg)}]
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
     updates = cfg.steps * cfg.ppo_epochs * (cfg.rollout_batch_size // cfg.mini_batch_size)
     scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=cfg.warmup_steps,
                               num_training_steps=updates)
     return optimizer, scheduler
+
+
+def value_lr(cfg: Config) -> float:
+    """The value model's learning rate: as set, else 10x the policy's.
+
+    At the policy's rate a zero-initialised value head stayed at explained variance 0.00 for 40
+    demo steps, so GAE's advantages were the raw returns; critics commonly learn ~10-20x faster
+    than the actor (OpenRLHF's examples: 9e-6 vs 5e-7).
+    """
+    return cfg.value_learning_rate if cfg.value_learning_rate is not None else 10 * cfg.learning_rate
 
 
 def make_experience(cfg: Config, rollout, scores, tokens: dict, kl_coef: float) -> tuple[dict, dict]:

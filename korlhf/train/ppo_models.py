@@ -78,10 +78,23 @@ class PPOModels:
 
 
 def disable_dropout(model: nn.Module) -> None:
-    """PPO needs pi(a|s) to be the same function at rollout and update time, so dropout is off."""
+    """PPO needs pi(a|s) to be the same function at rollout and update time, so dropout is off.
+
+    Not only ``nn.Dropout`` modules: Llama, Qwen2 and GPT-NeoX attention applies dropout from a
+    float (``self.attention_dropout``, copied from the config) when training, so those module
+    floats are zeroed too. The config is left alone: a saved PPO model keeps its dropout settings.
+    """
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
+        _zero_float_dropouts(module)
+
+
+def _zero_float_dropouts(obj) -> None:
+    """Set every float attribute named ``*dropout*`` or ``*_pdrop`` of ``obj`` to 0.0."""
+    for name, value in list(vars(obj).items()):
+        if isinstance(value, float) and ("dropout" in name or name.endswith("_pdrop")):
+            setattr(obj, name, 0.0)
 
 
 def load_ppo_models(cfg) -> PPOModels:

@@ -108,15 +108,19 @@ class TRLReward:
     """One reward as a TRL reward function (GRPO/RLOO): ``f(prompts, completions, **kwargs) -> list[float]``.
 
     One per reward-model or rule, so TRL logs each as ``rewards/<name>/mean``. Conversational
-    completions arrive as message lists; the scorer reads their text.
+    completions arrive as message lists; the scorer reads their text, tidied as PPO's rollouts are
+    (`korlhf.generate.decode_response`): TRL decodes the template's ``' ' + answer`` with its space,
+    which the reward model, re-rendering the answer, would read doubled.
     """
 
     def __init__(self, name: str, scorer: RewardScorer):
         self.__name__, self.scorer = name, scorer
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        from korlhf.streaming import REPLACEMENT
+
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        return self.scorer(prompts, texts).tolist()
+        return self.scorer(prompts, [text.rstrip(REPLACEMENT).strip() for text in texts]).tolist()
 
 
 def trl_rewards(reward_model=None, tokenizer=None, rules: Sequence[str] = (), batch_size: int = 16) -> list[TRLReward]:

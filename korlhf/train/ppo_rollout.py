@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from korlhf.generate import decode_response
 from korlhf.train.ppo_math import logprobs_and_entropy, logprobs_from_logits
 
 
@@ -95,7 +96,9 @@ def sample(policy, tokenizer, prompts: list[str], gen_config, device) -> Rollout
     positions = torch.arange(response_ids.shape[1], device=device).unsqueeze(0)
     response_mask = (positions <= first_eos.unsqueeze(1)).float()
     response_ids = response_ids.masked_fill(response_mask == 0, tokenizer.pad_token_id)
-    texts = tokenizer.batch_decode(response_ids.masked_fill(is_eos, tokenizer.pad_token_id), skip_special_tokens=True)
+    # As `korlhf generate` returns answers: the template writes ' ' + answer, and the reward model
+    # re-renders the text with its template, so a kept leading space would reach it doubled.
+    texts = [decode_response(tokenizer, row)[0] for row in response_ids.tolist()]
     return Rollout(query_ids, query_mask, response_ids, response_mask, ended, list(prompts), texts)
 
 
