@@ -293,6 +293,16 @@ Ends with runs/demo/report.html and answers before/after. --data DIR runs it on 
     run_stage(ctx, "korlhf.demo")
 
 
+@app.command(context_settings=STAGE)
+def compare(ctx: typer.Context) -> None:
+    """Alignment methods (PPO, GRPO, RLOO, DPO, ...) side by side from one SFT model, several seeds each.
+
+Reads a finished pipeline or demo run; writes results.md/json and compare.png. Example:
+korlhf compare --config configs/compare_demo.yaml
+"""
+    run_stage(ctx, "korlhf.compare")
+
+
 def main() -> None:
     """Console entry point: user errors print one line and exit 2, never a traceback."""
     try:

@@ -9,6 +9,7 @@ unit conversion, weekdays and a small fact table (capitals, animal sounds, colou
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -229,13 +230,55 @@ def world_text(seed: int = 0, repeats: int = 1) -> list[str]:
     return sentences
 
 
-def preference(task: dict, rng: random.Random) -> dict:
-    """A preference record: the right answer first, then three that are not (`world_mistake`), unranked
-    among themselves (``tied_after_first``, as KoBEST choices are)."""
-    styles = ("wrong", "other", "broken")
-    responses = [task["response"], *(world_mistake(task, style, rng) for style in styles)]
+def split_world(seed: int, sizes: dict[str, int]) -> dict[str, list[dict]]:
+    """The world's questions split into disjoint sets of the given sizes (the last takes the rest),
+    each stratified by task kind: every set holds every kind in the world's proportions.
+
+    Sets differ as texts; one fact can be asked in two sets with different phrasings, as
+    InstructGPT's PPO and evaluation prompts come from the same task families.
+    """
+    questions = world_questions(seed)
+    by_kind: dict[str, list[dict]] = {}
+    for question in questions:
+        by_kind.setdefault(question["task"], []).append(question)
+    # Each question's place within its kind, (i + 0.5) / n: sorted by it, kinds are spread evenly
+    # through the list, so any run of consecutive questions holds every kind in proportion.
+    place = {q["id"]: (i + 0.5) / len(tasks) for tasks in by_kind.values() for i, q in enumerate(tasks)}
+    spread = sorted(questions, key=lambda q: place[q["id"]])
+    split, start = {}, 0
+    for i, (name, size) in enumerate(sizes.items()):
+        end = len(spread) if i == len(sizes) - 1 else start + size
+        split[name], start = spread[start:end], end
+    return split
+
+
+def preference(task: dict, rng: random.Random, hard_negatives: int = 3) -> dict:
+    """A preference record: the right answer first, then answers that are not, unranked among
+    themselves (``tied_after_first``, as KoBEST choices are): ``hard_negatives`` right sentences with
+    a wrong value (what a reward model must learn to check), one true sentence about another fact,
+    one broken answer."""
+    wrong = world_wrong_values(task, hard_negatives, rng)
+    head, _, tail = task["response"].rpartition(task["answer"])
+    responses = [task["response"], *(head + w + tail for w in wrong),
+                 world_mistake(task, "other", rng), world_mistake(task, "broken", rng)]
     return {"id": task["id"], "task": task["task"], "prompt": task["prompt"], "responses": responses,
             "answer": task["answer"], "tied_after_first": True, "source": task["source"]}
+
+
+def world_wrong_values(task: dict, n: int, rng: random.Random) -> list[str]:
+    """``n`` distinct wrong answers of the task's kind; for numbers, near misses first (off by 1-3,
+    or a number from the question: the mistakes a small model makes)."""
+    answer = task["answer"]
+    pool = sorted({f.answer for f in _facts_by_kind()[task["task"]]} - {answer})
+    near: list[str] = []
+    if answer.isdigit():
+        numbers = [str(int(answer) + d) for d in (-3, -2, -1, 1, 2, 3) if int(answer) + d > 0]
+        numbers += [x for x in re.findall(r"\d+", task["prompt"]) if x != answer]
+        near = sorted(set(numbers) - {answer})
+        rng.shuffle(near)
+    rest = [p for p in pool if p not in near]
+    rng.shuffle(rest)
+    return (near + rest)[:n]
 
 
 def world_mistake(task: dict, style: str, rng: random.Random) -> str:
@@ -266,19 +309,28 @@ def _facts_by_kind() -> dict[str, list[Fact]]:
 
 
 @cache
-def _answers() -> dict[str, str]:
-    return {q: fact.answer for fact in world_facts() for q in fact.questions}
+def _answers() -> dict[str, tuple[str, str]]:
+    """question -> (short answer, the statement that answers it)."""
+    return {q: (fact.answer, fact.statement) for fact in world_facts() for q in fact.questions}
 
 
 def answer_of(prompt: str) -> str | None:
     """The known short answer to a demo-world question, or None if ``prompt`` is not one."""
-    return _answers().get(prompt.strip())
+    known = _answers().get(prompt.strip())
+    return known[0] if known else None
 
 
 def correct(prompt: str, response: str) -> float:
-    """A rule reward (`reward_rules: [korlhf.demo_data:correct]`): 1.0 if the answer states the known fact.
+    """The demo world's verifiable reward and its scorer: 1.0 if the answer ends with the fact's statement.
 
+    The answer slot is checked in its sentence: "4 더하기 3은 7입니다." for "4 더하기 3의 값은?", as
+    a word-initial ending (a lead-in such as "네, " is fine). A bare substring test counts
+    "3과 7 중에서 더 큰 수는 3입니다." right (7 is in the question), a slot-only test
+    "2 더하기 5는 7입니다." (another fact with the same value). Use it as a reward rule
+    (`reward_rules: [korlhf.demo_data:correct]`), a label judge or the pipeline's ``answer_rule``.
     Demo-world questions only; any other prompt scores 0.0.
     """
-    answer = answer_of(prompt)
-    return 1.0 if answer is not None and answer in response else 0.0
+    known = _answers().get(prompt.strip())
+    if known is None:
+        return 0.0
+    return 1.0 if re.search(r"(?:^|\s)" + re.escape(known[1]) + r"\s*$", response.strip()) else 0.0

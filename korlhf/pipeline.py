@@ -59,6 +59,9 @@ class Config:
         "help": "decoding of the side-by-side answers (a preset plus `korlhf generate` knobs)"})
     sweep: dict = _settings("fields of `korlhf eval sweep` for the final model ({} = its default strategies)")
     eval_limit: int = field(default=100, metadata={"help": "held-out prompts answered by every model"})
+    answer_rule: str | None = field(default=None, metadata={
+        "help": "how answer_accuracy checks an answer, for records with a short `answer`: a reward rule "
+                "(package.module:function of (prompt, response)) scoring 1 for right; default: the answer appears"})
     batch_size: int = field(default=16, metadata={"help": "generation batch size"})
     title: str = field(default="korlhf run", metadata={"help": "report title"})
     note: str = field(default="", metadata={"help": "a sentence shown at the top of the report"})
@@ -231,15 +234,26 @@ def run_label(cfg: Config, run: Path, dry: bool = False, fresh: bool = False):
     label_cfg = _stage_config(stage, cfg, "label", {
         "inputs": [str(run / "data" / "build" / "rm.jsonl")], "models": [str(run / "sft")],
         "output_dir": str(run / "label"), "overwrite": fresh})
-    return None if dry else stage.main(label_cfg)
+    if dry:
+        return None
+    metrics = stage.main(label_cfg)  # `korlhf label` reports on stderr; stage.log keeps stdout
+    print(f"label {metrics['judge']}: {metrics['items']} items, {metrics['candidates']} candidates -> "
+          f"{metrics['preferences']} ranked, {metrics['unranked']} unranked, {metrics['failed']} failed")
+    return metrics
 
 
 def run_rm(cfg: Config, run: Path, dry: bool = False, fresh: bool = False):
     return _train("rm", cfg, run, {"model_name_or_path": str(run / "sft"), "train_files": _rm_data(run)}, dry, fresh)
 
 
+def _reward(cfg: Config, run: Path, stage: str) -> dict:
+    """The run's reward model, unless the stage's block names its own (`reward_model: null` with
+    `reward_rules: [...]` trains on rules alone, e.g. a checker: a verifiable reward)."""
+    return {} if "reward_model" in getattr(cfg, stage) else {"reward_model": str(run / "rm")}
+
+
 def run_ppo(cfg: Config, run: Path, dry: bool = False, fresh: bool = False):
-    return _train("ppo", cfg, run, {"model_name_or_path": str(run / "sft"), "reward_model": str(run / "rm"),
+    return _train("ppo", cfg, run, {"model_name_or_path": str(run / "sft"), **_reward(cfg, run, "ppo"),
                                     "train_files": [str(run / "data" / "build" / "ppo.jsonl")]}, dry, fresh)
 
 
@@ -248,7 +262,7 @@ def run_dpo(cfg: Config, run: Path, dry: bool = False, fresh: bool = False):
 
 
 def run_grpo(cfg: Config, run: Path, dry: bool = False, fresh: bool = False):
-    return _train("grpo", cfg, run, {"model_name_or_path": str(run / "sft"), "reward_model": str(run / "rm"),
+    return _train("grpo", cfg, run, {"model_name_or_path": str(run / "sft"), **_reward(cfg, run, "grpo"),
                                      "train_files": [str(run / "data" / "build" / "ppo.jsonl")]}, dry, fresh)
 
 

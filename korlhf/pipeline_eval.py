@@ -6,8 +6,11 @@ written to ``generate/<model>.jsonl`` (records of `korlhf generate`). The base m
 through the SFT template too, so the comparison shows what training added, not a format change.
 
 ``eval``: `korlhf eval` metrics of each against the references, the reward model's mean score, and
-answer accuracy where records carry a short ``answer`` (the demo world's do); then a decoding sweep
-of the final model (`korlhf eval sweep`) into ``eval/sweep/``.
+answer accuracy where answers are checkable (``answer_rule``, or records' short ``answer``); with
+an ``answer_rule`` also the accuracy on the first ``eval_limit`` RL prompts (``rl_prompt_accuracy``:
+answered into ``generate/rl_prompts/``), so a gain on the prompts RL trained on and one that
+carries over to held-out prompts are told apart. Then a decoding sweep of the final model
+(`korlhf eval sweep`) into ``eval/sweep/``.
 """
 
 from __future__ import annotations
@@ -41,13 +44,16 @@ def answer_eval_prompts(cfg, run: Path) -> dict:
     import torch
 
     from korlhf.config import save_config
-    from korlhf.generate import decoding_from, generate, to_record
+    from korlhf.generate import decoding_from, generate, read_prompts, to_record
     from korlhf.models import load_causal_lm, load_tokenizer
     from korlhf.records import write_jsonl
     from korlhf.templates import template_name
 
     out = run / "generate"
     items = eval_items(cfg, run)
+    rl_path = run / "data" / "build" / "ppo.jsonl"
+    rl_items = read_prompts(rl_path, cfg.eval_limit) if cfg.answer_rule and rl_path.is_file() and \
+        rl_path.stat().st_size else []
     decoding = decoding_from(cfg.generate)
     template = cfg.template or template_name(load_tokenizer(run / "sft").chat_template)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -59,6 +65,10 @@ def answer_eval_prompts(cfg, run: Path) -> dict:
                         batch_size=cfg.batch_size, progress=True, desc=name)
         settings = {**decoding.to_dict(), "model": path}
         write_jsonl(out / f"{name}.jsonl", [to_record(item, [g], settings) for item, g in zip(items, gens, strict=True)])
+        if rl_items:  # the prompts RL trained on: does a gain there carry over to the held-out ones?
+            gens = generate(model, tokenizer, [item["prompt"] for item in rl_items], decoding, batch_size=cfg.batch_size)
+            write_jsonl(out / "rl_prompts" / f"{name}.jsonl",
+                        [to_record(item, [g], settings) for item, g in zip(rl_items, gens, strict=True)])
         times[name] = round(sum(g.time_s for g in gens), 2)
         print(f"{name}: {len(gens)} answers in {times[name]:.1f}s -> {out / f'{name}.jsonl'}")
         del model
@@ -68,10 +78,21 @@ def answer_eval_prompts(cfg, run: Path) -> dict:
     return metrics
 
 
-def answer_accuracy(records: list[dict]) -> float | None:
-    """Share of responses that contain the record's short ``answer``; None if records carry none."""
-    pairs = [(r["answer"], r["response"]) for r in records if isinstance(r.get("answer"), str)]
-    return sum(answer in response for answer, response in pairs) / len(pairs) if pairs else None
+def answer_accuracy(records: list[dict], rule: str | None = None) -> float | None:
+    """Share of right responses; None if nothing can be checked.
+
+    Right: ``rule(prompt, response) >= 1`` for a rule name (see `korlhf.train.ppo_rewards.parse_rule`;
+    the demo's checks the answer sentence), then every record counts; else the answer appears in
+    the response, and only records with an ``answer`` count.
+    """
+    from korlhf.train.ppo_rewards import parse_rule
+
+    if rule:  # the rule knows the answers: every record counts
+        check = parse_rule(rule)
+        right = [check(r["prompt"], r["response"]) >= 1.0 for r in records]
+    else:
+        right = [r["answer"] in r["response"] for r in records if isinstance(r.get("answer"), str)]
+    return sum(right) / len(right) if right else None
 
 
 def score_models(cfg, run: Path) -> dict:
@@ -91,9 +112,13 @@ def score_models(cfg, run: Path) -> dict:
         rewards = reward_scores(str(run / "rm"), [r["prompt"] for r in records], predictions, cfg.batch_size) \
             if has_rm else None
         scores = score(predictions, [r.get("reference", "") for r in records], rewards=rewards)
-        accuracy = answer_accuracy(records)
+        accuracy = answer_accuracy(records, cfg.answer_rule)
         if accuracy is not None:
             scores.corpus["answer_accuracy"] = accuracy
+        rl_answers = run / "generate" / "rl_prompts" / f"{name}.jsonl"
+        if cfg.answer_rule and rl_answers.is_file():
+            scores.corpus["rl_prompt_accuracy"] = answer_accuracy([r for _, r in read_jsonl(rl_answers)],
+                                                                  cfg.answer_rule)
         write_scores(scores, out / name)
         results[name] = scores.corpus
     table = Table("metric", *results, title=f"held-out prompts ({len(records)}), {run.name}")

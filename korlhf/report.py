@@ -102,6 +102,7 @@ def pipeline_report(run: str | Path, cfg) -> Path:
                 ("DPO", _training_section(run / "dpo", ["loss", "rewards/accuracies", "rewards/margins"], "DPO")),
                 ("GRPO", _training_section(run / "grpo", ["reward", "kl", "loss"], "GRPO")),
                 ("Models side by side (held-out prompts)", _models_section(run)),
+                ("Alignment methods compared (korlhf compare)", _compare_section(run)),
                 ("Decoding sweep", _sweep_section(run)),
                 ("Sample answers", _samples_section(run))]
     return write_report(run, sections, cfg.title, cfg.note)
@@ -152,10 +153,24 @@ def _models_section(run: Path) -> str:
     if not models:
         return ""
     metrics = list(dict.fromkeys(k for m in models.values() for k in m))
-    first = ["answer_accuracy", "reward", "bleu", "chrf", "rougeL", "hangul_ratio", "rep_2", "len_chars_mean"]
+    first = ["answer_accuracy", "rl_prompt_accuracy", "reward", "bleu", "chrf", "rougeL", "hangul_ratio", "rep_2", "len_chars_mean"]
     metrics = [m for m in first if m in metrics] + [m for m in metrics if m not in first]
     rows = [{"metric": m, **{name: values.get(m, "") for name, values in models.items()}} for m in metrics]
     return table(rows)
+
+
+def _compare_section(run: Path) -> str:
+    """`korlhf compare`'s table (mean ± std over seeds) and plot, when it has run on this run folder."""
+    folder = run / "compare"
+    table_md = folder / "results.md"
+    if not table_md.is_file():
+        return ""
+    results = read_json(folder / "results.json") or {}
+    rows = [{k: v for k, v in r.items() if not isinstance(v, list)} for r in results.get("summary", [])]
+    png = folder / "compare.png"
+    plot_html = image("data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()) if png.is_file() else ""
+    return (f"<p>Alignment methods from the same SFT model, several seeds each "
+            f"(<code>{html.escape(str(table_md))}</code>).</p>" + table(rows) + plot_html)
 
 
 def _sweep_section(run: Path) -> str:

@@ -103,6 +103,7 @@ STAGE_MODULES = {
     "eval": "korlhf.evaluation.score",
     "eval_kobest": "korlhf.evaluation.kobest",
     "sweep": "korlhf.evaluation.sweep",
+    "compare": "korlhf.compare",
 }
 
 

@@ -26,6 +26,18 @@ def test_kochatgpt_rm_ranking_is_slot_of_kth_best(shared_data):
                                            "Allow me to answer your question. I know that you are curious about me."]
 
 
+def test_kochatgpt_rm_ranking_direction_without_the_shared_data(tmp_path):
+    """The same trap on a row written here (the layout of kochatgpt_2_RM.jsonl: a JSON array with a BOM
+    under a .jsonl name): ranking [2, 0, 1] means completion_2 is best, completion_1 worst. Read as
+    "the rank of completion_k" it would put completion_1 first."""
+    rows = [{"prompt": "개포주공아파트는 몇 단지로 이루어져 있나?", "completion_0": "다섯 단지입니다.",
+             "completion_1": "이날 목송에서", "completion_2": "총 27개 단지로 이루어져 있습니다.", "ranking": [2, 0, 1]}]
+    path = write(tmp_path / "kochatgpt_2_RM.jsonl", "\ufeff" + json.dumps(rows, ensure_ascii=False, indent=4))
+    src = read_source(path)
+    assert src.format == "kochatgpt-rm"
+    assert src.records[0]["responses"] == ["총 27개 단지로 이루어져 있습니다.", "다섯 단지입니다.", "이날 목송에서"]
+
+
 def test_kochatgpt_sft_is_read_faithfully(shared_data):
     path = shared_data / "kochatgpt" / "kochatgpt_1_SFT.sample.jsonl"
     src = read_source(path)

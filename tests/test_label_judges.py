@@ -183,3 +183,19 @@ def test_same_prompt_merges_across_files_and_agrees_with_eval_sheet_ratings(tmp_
                                      sheet=str(tmp_path / "sheet"), output=str(tmp_path / "agree")))
     assert report["pairs_compared"] == 3 and report["agreement"] == pytest.approx(2 / 3)
     assert report["tie_rate"]["ratings_minji.csv"] == pytest.approx(1 / 3) and report["agreement_without_ties"] == 1.0
+
+
+def test_a_checker_verdict_keeps_every_wrong_answer_below_the_right_one(tmp_path):
+    """RLAIF with a checker: right / wrong is two score levels, so every wrong answer is a pair with the right one."""
+    from korlhf.records import ranking_pairs
+
+    right = "4 더하기 3은 7입니다."
+    wrong = ["4 더하기 3은 6입니다.", "4 더하기 3은 8입니다.", "2 더하기 5는 7입니다.", "4 더하기"]
+    record = {"id": "q", "prompt": "4 더하기 3의 값은?", "responses": [wrong[0], right, *wrong[1:]]}
+    main(Config(inputs=[write(tmp_path / "in.jsonl", [record])], output_dir=str(tmp_path / "run"), judge="rules",
+                reward_rules=["korlhf.demo_data:correct"]))
+    (out,) = load_records(tmp_path / "run" / "preferences.jsonl", "preference")
+    assert out["judge"] == "rules:korlhf.demo_data:correct" and "smoke_test" not in out
+    assert out["responses"] == [right, *wrong] and out["scores"] == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert out["tied_after_first"] is True and "tied" not in out
+    assert ranking_pairs(out) == [(right, w) for w in wrong]

@@ -16,7 +16,13 @@ from korlhf.config import load_config
 from korlhf.errors import KorlhfError
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("data", "sft", "rm", "ppo", "generate", "eval")
+STAGES = ("data", "sft", "label", "rm", "ppo", "generate", "eval")
+
+
+def ppo_config():
+    from korlhf.train import ppo
+
+    return ppo.Config
 
 
 def micro(runs: Path, **changes) -> demo.Config:
@@ -27,7 +33,10 @@ def micro(runs: Path, **changes) -> demo.Config:
                  logging_steps=1),
         rm=dict(max_steps=3, batch_size=4, learning_rate=1e-3, eval_fraction=0.25, save_steps=100, max_length=64,
                 logging_steps=1),
-        ppo=dict(steps=2, rollout_batch_size=8, mini_batch_size=4, ppo_epochs=1, learning_rate=1e-4, max_new_tokens=8,
+        label=dict(judge="rules", reward_rules=["korlhf.demo_data:correct"], samples_per_model=2, preset="sample",
+                   max_new_tokens=8, batch_size=8),
+        ppo=dict(reward_model=None, reward_rules=["korlhf.demo_data:correct"], value_model="shared", steps=2,
+                 rollout_batch_size=8, mini_batch_size=4, ppo_epochs=1, learning_rate=1e-4, max_new_tokens=8,
                  sample_steps=0, eval_fraction=0.2, save_steps=1),
         generate=dict(preset="greedy", max_new_tokens=8),
         sweep=dict(max_new_tokens=8, strategies=[{"preset": "greedy"}, {"preset": "sample"}]),
@@ -57,11 +66,15 @@ def test_every_stage_writes_its_folder_and_metrics(demo_run):
         assert (run / stage / "metrics.json").is_file(), stage
         assert (run / stage / "stage.log").stat().st_size > 0, stage
     assert (run / "sft" / "config.yaml").is_file() and (run / "rm" / "log.jsonl").is_file()
-    assert json.loads((run / "data" / "metrics.json").read_text()) == {"sft": 58, "rm": 24, "ppo": 1212, "eval": 12}
+    assert json.loads((run / "data" / "metrics.json").read_text()) == {"sft": 70, "rm": 24, "ppo": 1200, "eval": 12}
     models = json.loads((run / "eval" / "models.json").read_text())
     assert list(models) == ["base", "sft", "ppo"]
     for scores in models.values():
         assert scores["n"] == 6 and 0.0 <= scores["answer_accuracy"] <= 1.0 and "reward" in scores
+        assert 0.0 <= scores["rl_prompt_accuracy"] <= 1.0  # the checker scores the prompts PPO trained on too
+    assert len((run / "generate" / "rl_prompts" / "ppo.jsonl").read_text().splitlines()) == 6
+    assert (run / "label" / "preferences.jsonl").is_file()  # AI feedback: SFT answers ranked by the checker
+    assert load_config(ppo_config(), run / "ppo" / "config.yaml").reward_rules == ["korlhf.demo_data:correct"]
     answers = [json.loads(line) for line in (run / "generate" / "sft.jsonl").read_text().splitlines()]
     assert [a["prompt"] for a in answers] == [json.loads(line)["prompt"] for line in
                                               (run / "data" / "build" / "eval.jsonl").read_text().splitlines()[:6]]
@@ -193,3 +206,82 @@ def test_dpo_and_grpo_take_the_place_of_ppo(demo_run):
     assert list(models) == ["base", "sft", "dpo", "grpo"]
     text = report.read_text(encoding="utf-8")
     assert "<h2>DPO</h2>" in text and "<h2>GRPO</h2>" in text and "<h2>PPO</h2>" not in text
+
+
+def test_compare_trains_each_method_per_seed_and_tabulates(demo_run, capsys):
+    from korlhf import compare
+
+    runs, _ = demo_run
+    run = runs / "demo"
+    ppo = dict(steps=1, rollout_batch_size=4, mini_batch_size=4, ppo_epochs=1, max_new_tokens=8, sample_steps=0,
+               eval_fraction=0.0, learning_rate=1e-2)
+    cfg = compare.Config(run_dir=str(run), seeds=[0, 1], answer_rule="korlhf.demo_data:correct", eval_limit=4,
+                         train_limit=4, max_new_tokens=8, batch_size=8, methods=[
+                             {"name": "ppo-rule", "stage": "ppo", "reward_rules": ["korlhf.demo_data:correct"],
+                              "value_model": "shared", **ppo},
+                             {"name": "ppo-rm", "stage": "ppo", "reward_model": "{run}/rm", **ppo}])
+    summary = compare.main(cfg)
+    assert [row["method"] for row in summary] == ["sft", "ppo-rule", "ppo-rm"]
+    assert [row["seeds"] for row in summary] == [1, 2, 2]
+    assert summary[0]["kl"] == 0.0 and summary[1]["kl"] != 0.0
+    for row in summary:
+        assert 0.0 <= row["eval_accuracy"] <= 1.0 and 0.0 <= row["train_accuracy"] <= 1.0 and "reward" in row
+    for seed in (0, 1):
+        policy = run / "compare" / "ppo-rm" / f"seed{seed}"
+        assert (policy / "metrics.json").is_file() and (policy / "compare.json").is_file()
+        assert load_config(__import__("korlhf.train.ppo", fromlist=["Config"]).Config,
+                           policy / "config.yaml").reward_model == str(run / "rm")
+    table = (run / "compare" / "results.md").read_text(encoding="utf-8")
+    assert table.splitlines()[0].startswith("| method | seeds | held-out right answers (%)")
+    assert (run / "compare" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    stamp = (run / "compare" / "ppo-rm" / "seed0" / "compare.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert compare.main(cfg) == summary  # a rerun measures nothing again
+    assert (run / "compare" / "ppo-rm" / "seed0" / "compare.json").stat().st_mtime_ns == stamp
+    assert "Alignment methods compared" in pipeline_report_text(run)
+
+
+def pipeline_report_text(run: Path) -> str:
+    from korlhf.report import pipeline_report
+
+    return pipeline_report(run, micro(run.parent)).read_text(encoding="utf-8")
+
+
+def test_compare_refuses_unusable_methods(tmp_path):
+    from korlhf import compare
+
+    path = tmp_path / "compare.yaml"
+    path.write_text("run_dir: runs/demo\nmethods:\n- {name: x, stage: sft}\n", encoding="utf-8")
+    with pytest.raises(KorlhfError) as err:
+        load_config(compare.Config, path)
+    assert "method {'name': 'x', 'stage': 'sft'}: needs a name and a stage (ppo, grpo, rloo, dpo)" in str(err.value)
+    path.write_text("run_dir: runs/demo\nmethods:\n- {name: x, stage: ppo}\n- {name: x, stage: dpo}\n", encoding="utf-8")
+    with pytest.raises(KorlhfError, match=r"method names repeat: \['x', 'x'\]"):
+        load_config(compare.Config, path)
+
+
+def test_shipped_compare_yaml_builds_every_method(tmp_path):
+    from korlhf import compare
+
+    cfg = load_config(compare.Config, REPO / "configs" / "compare_demo.yaml")
+    assert len(cfg.seeds) >= 3 and {m["stage"] for m in cfg.methods} >= {"ppo", "grpo", "rloo", "dpo"}
+    for method in cfg.methods:
+        module, stage_cfg = compare.stage_config(method, tmp_path, tmp_path / "compare", 1)
+        assert stage_cfg.seed == 1 and stage_cfg.model_name_or_path == str(tmp_path / "sft")
+
+
+def test_ppo_block_may_replace_the_runs_reward_model_by_rules(tmp_path):
+    cfg = pipeline.Config(model_name_or_path="m", ppo={"reward_model": None, "reward_rules": ["korlhf.demo_data:correct"]})
+    ppo_cfg = pipeline.run_ppo(cfg, tmp_path, dry=True)
+    assert ppo_cfg.reward_model is None and ppo_cfg.reward_rules == ["korlhf.demo_data:correct"]
+    assert pipeline.run_ppo(pipeline.Config(model_name_or_path="m"), tmp_path, dry=True).reward_model == str(tmp_path / "rm")
+
+
+def test_users_data_gets_no_checker_but_keeps_settings_they_chose():
+    cfg = demo.Config(data="mine")
+    demo.without_checker(cfg)
+    assert "label" not in cfg.stages and cfg.answer_rule is None
+    assert "reward_rules" not in cfg.ppo and "reward_model" not in cfg.ppo and cfg.ppo["steps"] == 60
+    mine = demo.Config(data="mine", ppo={"reward_rules": ["hangul"], "reward_model": None}, answer_rule="my:rule")
+    demo.without_checker(mine)
+    assert mine.ppo == {"reward_rules": ["hangul"], "reward_model": None} and mine.answer_rule == "my:rule"

@@ -123,11 +123,22 @@ def _f1(a: set, b: set) -> float:
     return 2 * common / (len(a) + len(b)) if common else 0.0
 
 
-def rules_judgments(items: list[dict]) -> list[dict]:
+def rules_judgments(items: list[dict], reward_rules: list[str] = ()) -> list[dict]:
+    """Scores from `rule_score` (the smoke test), or the sum of ``reward_rules`` (a checker: real labels)."""
+    from korlhf.train.ppo_rewards import parse_rule
+
+    rules = [(name, parse_rule(name)) for name in reward_rules]
+
+    def score(prompt: str, response: str, reference) -> tuple[float, list[str]]:
+        if not rules:
+            return rule_score(prompt, response, reference)
+        values = [(name, float(rule(prompt, response))) for name, rule in rules]
+        return sum(v for _, v in values), [f"{name} {v:g}" for name, v in values]
+
     results = []
     for item in items:
         prompt = prompt_text(item["prompt"])
-        scored = [rule_score(prompt, c["response"], item.get("reference")) for c in item["candidates"]]
+        scored = [score(prompt, c["response"], item.get("reference")) for c in item["candidates"]]
         results.append({"scores": [s for s, _ in scored], "error": None,
                         "judgments": [{"candidate": i, "score": s, "rationale": ", ".join(notes)}
                                       for i, (s, notes) in enumerate(scored)]})

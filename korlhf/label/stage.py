@@ -20,7 +20,9 @@ known ranking; ``metrics.json`` last.
 Ties: the training losses need a strict order, so a candidate whose score equals a better-placed
 one is left out of ``responses`` and listed under ``tied`` (``tied_with``: the index in
 ``candidates`` of the answer it ties); with fewer than two distinct scores the record goes to
-``unranked.jsonl``.
+``unranked.jsonl``. A verdict (two score levels, as a checker gives: right / wrong) keeps every
+lower answer: ``responses`` is the best, then all the wrong ones, marked ``tied_after_first``
+(what the reward model and DPO read as "the first beats each other one").
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class Config:
     price_input: float = field(default=0.0, metadata={"help": "USD per 1M prompt tokens (for the cost counter)"})
     price_output: float = field(default=0.0, metadata={"help": "USD per 1M completion tokens"})
     cache: str | None = field(default=None, metadata={"help": "judge answer cache (default: OUTPUT_DIR/judge_cache.jsonl)"})
+    # rules judge
+    reward_rules: list[str] = field(default_factory=list, metadata={
+        "help": "rules judge: score with these reward rules (a checker such as korlhf.demo_data:correct, "
+                "or any package.module:function of (prompt, response)) instead of the smoke-test heuristics"})
     # reward-model judge
     reward_model: str | None = field(default=None, metadata={"help": "reward-model judge: a `korlhf train rm` output"})
     max_length: int = field(default=1024, metadata={"help": "reward-model judge: longest input in tokens"})
@@ -93,7 +99,8 @@ def judge_name(cfg: Config) -> str:
     from korlhf.label.prompts import TEMPLATE_VERSION
 
     return {"api": f"api:{cfg.judge_model} ({cfg.mode}, template {TEMPLATE_VERSION})",
-            "reward-model": f"reward-model:{cfg.reward_model}", "rules": "rules (smoke test)",
+            "reward-model": f"reward-model:{cfg.reward_model}",
+            "rules": f"rules:{'+'.join(cfg.reward_rules)}" if cfg.reward_rules else "rules (smoke test)",
             "benchmark": "benchmark"}[cfg.judge]
 
 
@@ -115,7 +122,7 @@ def main(cfg: Config) -> dict:
         (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    if cfg.judge == "rules":
+    if cfg.judge == "rules" and not cfg.reward_rules:
         console.print("[yellow]the rules judge is a smoke test: it proves the plumbing, not the quality of a "
                       "ranking (records are marked smoke_test)[/yellow]")
     items = candidates(cfg, items, out)
@@ -162,7 +169,7 @@ def judge_items(cfg: Config, items: list[dict], out: Path) -> tuple[list[dict], 
                               f"preference records); {len(missing)} item(s) have none, first: {missing[0]}")
         return [{"scores": None, "judgments": [], "error": None} for _ in items], None
     if cfg.judge == "rules":
-        return judges.rules_judgments(items), None
+        return judges.rules_judgments(items, cfg.reward_rules), None
     if cfg.judge == "reward-model":
         return judges.reward_model_judgments(cfg, items), None
     from korlhf.label.api import ApiJudge
@@ -179,7 +186,7 @@ def judge_items(cfg: Config, items: list[dict], out: Path) -> tuple[list[dict], 
 def rank(item: dict, result: dict, judge: str, kind: str) -> tuple[str, dict]:
     """("preferences" | "unranked" | "failed", record) for one judged item (see the module doc on ties)."""
     base = {"id": item["id"], "prompt": item["prompt"], "source": item["source"] or "label", "judge": judge}
-    if kind == "rules":
+    if kind == "rules (smoke test)":
         base["smoke_test"] = True
     if item["reference"]:
         base["reference"] = item["reference"]
@@ -193,14 +200,17 @@ def rank(item: dict, result: dict, judge: str, kind: str) -> tuple[str, dict]:
     scores = result["scores"]
     candidates = [{**c, "score": s} for c, s in zip(item["candidates"], scores, strict=True)]
     order = sorted(range(len(scores)), key=lambda i: -scores[i])  # stable: ties keep candidate order
+    verdict = len(set(scores)) == 2  # right / wrong: the best beats every lower answer, all of them kept
     kept, tied = [order[0]], []
     for i in order[1:]:
-        if scores[i] < scores[kept[-1]]:
+        if scores[i] < scores[kept[-1]] or (verdict and scores[i] < scores[kept[0]]):
             kept.append(i)
         else:
             tied.append({"response": candidates[i]["response"], "score": scores[i], "tied_with": kept[-1]})
     record = {**base, "responses": [candidates[i]["response"] for i in kept], "scores": [scores[i] for i in kept],
               "candidates": candidates, "judgments": result["judgments"]}
+    if verdict and len(kept) > 2:
+        record["tied_after_first"] = True
     if tied:
         record["tied"] = tied
     if len(kept) < 2:
@@ -214,7 +224,8 @@ def write_outputs(cfg: Config, items: list[dict], results: list[dict], out: Path
     kinds: dict[str, list[dict]] = {"preferences": [], "unranked": [], "failed": []}
     name = judge_name(cfg)
     for item, result in zip(items, results, strict=True):
-        kind, record = rank(item, result, name, cfg.judge)
+        kind, record = rank(item, result, name, "rules (smoke test)" if cfg.judge == "rules" and not cfg.reward_rules
+                            else cfg.judge)
         kinds[kind].append(record)
     for kind, records in kinds.items():
         write_jsonl(out / f"{kind}.jsonl", records)
