@@ -171,20 +171,28 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def markdown(summary: list[dict]) -> str:
-    """The results as a Markdown table (accuracy in percent, mean ± std over seeds)."""
-    def cell(row, key, scale=1.0, digits=1):
+COLUMNS = (("held-out right answers (%)", "eval_accuracy", 100, 1), ("RL-trained prompts (%)", "train_accuracy", 100, 1),
+           ("reward-model score", "reward", 1, 2), ("KL to SFT", "kl", 1, 2), ("train time (s)", "train_s", 1, 0))
+
+
+def display_rows(summary: list[dict]) -> list[dict]:
+    """One row of strings per method: mean ± std over seeds (accuracy in percent); results.md and the report."""
+    def cell(row, key, scale, digits):
         if key not in row:
             return "–"
         std = f" ± {row[key + '_std'] * scale:.{digits}f}" if row["seeds"] > 1 else ""
         return f"{row[key] * scale:.{digits}f}{std}"
 
-    lines = ["| method | seeds | held-out right answers (%) | RL-trained prompts (%) | reward-model score | "
-             "KL to SFT | train time (s) |", "|---|---|---|---|---|---|---|"]
-    for row in summary:
-        lines.append(f"| {row['method']} | {row['seeds']} | {cell(row, 'eval_accuracy', 100)} | "
-                     f"{cell(row, 'train_accuracy', 100)} | {cell(row, 'reward', 1, 2)} | {cell(row, 'kl', 1, 2)} | "
-                     f"{cell(row, 'train_s', 1, 0)} |")
+    return [{"method": row["method"], "seeds": str(row["seeds"]),
+             **{title: cell(row, key, scale, digits) for title, key, scale, digits in COLUMNS}} for row in summary]
+
+
+def markdown(summary: list[dict]) -> str:
+    """The results as a Markdown table."""
+    rows = display_rows(summary)
+    head = ["method", "seeds", *(title for title, *_ in COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row[h] for h in head) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

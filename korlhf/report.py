@@ -165,8 +165,9 @@ def _compare_section(run: Path) -> str:
     table_md = folder / "results.md"
     if not table_md.is_file():
         return ""
-    results = read_json(folder / "results.json") or {}
-    rows = [{k: v for k, v in r.items() if not isinstance(v, list)} for r in results.get("summary", [])]
+    from korlhf.compare import display_rows
+
+    rows = display_rows((read_json(folder / "results.json") or {}).get("summary", []))
     png = folder / "compare.png"
     plot_html = image("data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()) if png.is_file() else ""
     return (f"<p>Alignment methods from the same SFT model, several seeds each "
