@@ -132,6 +132,7 @@ class Bench:
         self.cfg, self.run = cfg, run
         self.eval_items = read_prompts(run / "data" / "build" / "eval.jsonl", cfg.eval_limit)
         self.has_rm = (run / "rm" / "metrics.json").is_file()
+        self.reference = None  # the SFT model, loaded by the first KL measurement
 
     def train_and_measure(self, name: str, seed: int, module, stage_cfg) -> dict:
         from korlhf.train.output import run_finished

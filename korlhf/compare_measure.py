@@ -6,8 +6,6 @@ different methods (and of the SFT baseline) compare directly.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 
 def measure_model(bench, path: str, train_files: list[str]) -> dict:
     """{eval_accuracy, train_accuracy, reward, kl} of the model at ``path`` (None where not measurable)."""
@@ -45,16 +43,11 @@ def measure_model(bench, path: str, train_files: list[str]) -> dict:
 
 def training_prompts(files: list[str], limit: int) -> list[dict]:
     """The first ``limit`` single-turn prompts of the training files (prompt, sft or preference records)."""
-    from korlhf.records import read_jsonl
+    from korlhf.generate import read_prompts
 
-    items = []
-    for path in files:
-        for _, record in read_jsonl(Path(path)):
-            if isinstance(record.get("prompt"), str) and not record.get("input"):
-                items.append({"prompt": record["prompt"], **({"answer": record["answer"]} if "answer" in record else {})})
-            if len(items) >= limit:
-                return items
-    return items
+    items = [item for path in files for item in read_prompts(path)
+             if isinstance(item.get("prompt"), str) and not item.get("input")]
+    return [{"prompt": i["prompt"], **({"answer": i["answer"]} if "answer" in i else {})} for i in items[:limit]]
 
 
 def kl_to_sft(bench, model, tokenizer, device) -> float:
@@ -88,6 +81,6 @@ def bench_reference(bench, tokenizer, device):
     """The SFT model, loaded once per comparison."""
     from korlhf.models import load_causal_lm
 
-    if getattr(bench, "reference", None) is None:
+    if bench.reference is None:
         bench.reference = load_causal_lm(str(bench.run / "sft"), tokenizer, device=device).eval()
     return bench.reference

@@ -66,9 +66,10 @@ def answer_eval_prompts(cfg, run: Path) -> dict:
         settings = {**decoding.to_dict(), "model": path}
         write_jsonl(out / f"{name}.jsonl", [to_record(item, [g], settings) for item, g in zip(items, gens, strict=True)])
         if rl_items:  # the prompts RL trained on: does a gain there carry over to the held-out ones?
-            gens = generate(model, tokenizer, [item["prompt"] for item in rl_items], decoding, batch_size=cfg.batch_size)
+            rl_gens = generate(model, tokenizer, [item["prompt"] for item in rl_items], decoding,
+                               batch_size=cfg.batch_size)
             write_jsonl(out / "rl_prompts" / f"{name}.jsonl",
-                        [to_record(item, [g], settings) for item, g in zip(rl_items, gens, strict=True)])
+                        [to_record(item, [g], settings) for item, g in zip(rl_items, rl_gens, strict=True)])
         times[name] = round(sum(g.time_s for g in gens), 2)
         print(f"{name}: {len(gens)} answers in {times[name]:.1f}s -> {out / f'{name}.jsonl'}")
         del model

@@ -95,12 +95,17 @@ class Config:
             raise ValueError("the reward-model judge needs reward_model (a `korlhf train rm` output directory)")
 
 
+def smoke_test(cfg: Config) -> bool:
+    """The rules judge without ``reward_rules`` scores by heuristics: plumbing, not labels to train on."""
+    return cfg.judge == "rules" and not cfg.reward_rules
+
+
 def judge_name(cfg: Config) -> str:
     from korlhf.label.prompts import TEMPLATE_VERSION
 
     return {"api": f"api:{cfg.judge_model} ({cfg.mode}, template {TEMPLATE_VERSION})",
             "reward-model": f"reward-model:{cfg.reward_model}",
-            "rules": f"rules:{'+'.join(cfg.reward_rules)}" if cfg.reward_rules else "rules (smoke test)",
+            "rules": "rules (smoke test)" if smoke_test(cfg) else f"rules:{'+'.join(cfg.reward_rules)}",
             "benchmark": "benchmark"}[cfg.judge]
 
 
@@ -122,7 +127,7 @@ def main(cfg: Config) -> dict:
         (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    if cfg.judge == "rules" and not cfg.reward_rules:
+    if smoke_test(cfg):
         console.print("[yellow]the rules judge is a smoke test: it proves the plumbing, not the quality of a "
                       "ranking (records are marked smoke_test)[/yellow]")
     items = candidates(cfg, items, out)
@@ -183,10 +188,10 @@ def judge_items(cfg: Config, items: list[dict], out: Path) -> tuple[list[dict], 
     return results, judge.counters.to_dict()
 
 
-def rank(item: dict, result: dict, judge: str, kind: str) -> tuple[str, dict]:
+def rank(item: dict, result: dict, judge: str, kind: str, smoke: bool = False) -> tuple[str, dict]:
     """("preferences" | "unranked" | "failed", record) for one judged item (see the module doc on ties)."""
     base = {"id": item["id"], "prompt": item["prompt"], "source": item["source"] or "label", "judge": judge}
-    if kind == "rules (smoke test)":
+    if smoke:
         base["smoke_test"] = True
     if item["reference"]:
         base["reference"] = item["reference"]
@@ -224,8 +229,7 @@ def write_outputs(cfg: Config, items: list[dict], results: list[dict], out: Path
     kinds: dict[str, list[dict]] = {"preferences": [], "unranked": [], "failed": []}
     name = judge_name(cfg)
     for item, result in zip(items, results, strict=True):
-        kind, record = rank(item, result, name, "rules (smoke test)" if cfg.judge == "rules" and not cfg.reward_rules
-                            else cfg.judge)
+        kind, record = rank(item, result, name, cfg.judge, smoke_test(cfg))
         kinds[kind].append(record)
     for kind, records in kinds.items():
         write_jsonl(out / f"{kind}.jsonl", records)
