@@ -80,14 +80,14 @@ def memory_worker(layout: str, world: dict, out: str) -> None:
     import peft  # noqa: F401
     import torch
 
-    import korlhf.train.ppo_checkpoint  # noqa: F401
-    import korlhf.train.ppo_models  # noqa: F401
-    import korlhf.train.ppo_output  # noqa: F401
+    import korlhf.train.ppo.checkpoint  # noqa: F401
+    import korlhf.train.ppo.models  # noqa: F401
+    import korlhf.train.ppo.output  # noqa: F401
     from korlhf.train import ppo
 
     if layout != "baseline":
         cfg = ppo.Config(model_name_or_path=world["policy"], reward_model=world["reward"], train_files=[world["prompts"]],
-                         output_dir=out, eval_fraction=0.0, steps=1, rollout_batch_size=8, mini_batch_size=4,
+                         output_dir=out, eval_fraction=0.0, max_steps=1, rollout_batch_size=8, batch_size=4,
                          ppo_epochs=1, max_new_tokens=32, sample_steps=0, logging_steps=0, **LAYOUTS[layout])
         ppo.main(cfg)
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
@@ -129,8 +129,8 @@ def ppo_step_times(world: dict, out: Path, epochs: int) -> tuple[list[float], di
     from korlhf.train import ppo
 
     cfg = ppo.Config(model_name_or_path=world["policy"], reward_model=world["reward"], train_files=[world["prompts"]],
-                     output_dir=str(out), overwrite=True, eval_fraction=0.0, steps=STEPS, rollout_batch_size=BATCH,
-                     mini_batch_size=BATCH // 2, ppo_epochs=epochs, max_new_tokens=LENGTH, learning_rate=1e-4,
+                     output_dir=str(out), overwrite=True, eval_fraction=0.0, max_steps=STEPS, rollout_batch_size=BATCH,
+                     batch_size=BATCH // 2, ppo_epochs=epochs, max_new_tokens=LENGTH, learning_rate=1e-4,
                      sample_steps=0, logging_steps=0)
     ppo.main(cfg)
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()][1:]

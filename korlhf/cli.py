@@ -53,12 +53,21 @@ def run_stage(ctx: typer.Context, module_name: str, positional: dict | None = No
             table.add_row(*row)
         console.print(table)
         raise typer.Exit(0)
-    cfg = load_config(module.Config, None, args)
+    cfg = load_config(module.Config, None, args, command=command_name(ctx))
     if positional:
         merged = {k: (getattr(cfg, k), "config") for k in vars(cfg)}
         merged.update({k: (v, "argument") for k, v in positional.items() if v is not None})
-        cfg = build_config(module.Config, merged)
+        cfg = build_config(module.Config, merged, command=command_name(ctx))
     module.main(cfg)
+
+
+def command_name(ctx) -> str:
+    """``korlhf train ppo``, however korlhf was started (``python -m korlhf`` included)."""
+    names = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["korlhf", *reversed(names)])
 
 
 # Command groups. Each group lives in its own module and is added here once it does something.
@@ -104,47 +113,36 @@ def data_build(ctx: typer.Context, sources: list[str] = typer.Argument(None)) ->
     run_stage(ctx, "korlhf.data.build", positional={"sources": _files_first(ctx, sources)})
 
 
-# --- train: sft, rm (korlhf.train) ---
-# One `train` group holds every training stage; its commands are added below as they land.
-train_app = typer.Typer(help="Train: sft, rm (reward model), ppo, dpo, grpo, rloo.", no_args_is_help=True)
+# --- train (korlhf.train): one command per training stage of korlhf.stages ---
+class _TrainGroup(typer.core.TyperGroup):
+    """`korlhf train NAME` for every training stage in `korlhf.stages`, read when the command runs."""
+
+    def list_commands(self, ctx):
+        from korlhf import stages
+
+        return [s.name for s in stages.STAGES if s.train]
+
+    def get_command(self, ctx, name):
+        import click
+
+        from korlhf import stages
+
+        stage = next((s for s in stages.STAGES if s.train and s.name == name), None)
+        if stage is None:
+            return None
+
+        @click.pass_context
+        def command(ctx):
+            run_stage(ctx, stage.module)
+
+        return click.Command(name, callback=command, help=stage.help, short_help=stage.help,
+                             context_settings=STAGE, add_help_option=False)
+
+
+train_app = typer.Typer(cls=_TrainGroup, no_args_is_help=True,
+                        help="Train: sft, rm (reward model), then ppo, dpo, grpo or rloo; `korlhf train NAME --help` "
+                             "lists every field.")
 app.add_typer(train_app, name="train")
-
-
-@train_app.command(context_settings=STAGE)
-def sft(ctx: typer.Context) -> None:
-    """Supervised fine-tuning on sft records (loss on the answers only), on TRL's SFTTrainer."""
-    run_stage(ctx, "korlhf.train.sft")
-
-
-@train_app.command(context_settings=STAGE)
-def rm(ctx: typer.Context) -> None:
-    """Reward model from ranked answers: kwise (InstructGPT), pairwise (Bradley-Terry) or listwise loss."""
-    run_stage(ctx, "korlhf.train.rm")
-
-
-# --- train: ppo, dpo, grpo, rloo (korlhf.train) ---
-@train_app.command(context_settings=STAGE)
-def ppo(ctx: typer.Context) -> None:
-    """PPO (InstructGPT step 3) from a reward model and/or rule rewards, with a KL penalty to the SFT model."""
-    run_stage(ctx, "korlhf.train.ppo")
-
-
-@train_app.command(context_settings=STAGE)
-def dpo(ctx: typer.Context) -> None:
-    """DPO from preference records (K-wise rankings expanded to pairs), on TRL's DPOTrainer."""
-    run_stage(ctx, "korlhf.train.dpo")
-
-
-@train_app.command(context_settings=STAGE)
-def grpo(ctx: typer.Context) -> None:
-    """GRPO (group-relative advantages, no value model) with a reward model and/or rules, on TRL's GRPOTrainer."""
-    run_stage(ctx, "korlhf.train.grpo")
-
-
-@train_app.command(context_settings=STAGE)
-def rloo(ctx: typer.Context) -> None:
-    """RLOO (leave-one-out baseline, no value model) with a reward model and/or rules, on TRL's RLOOTrainer."""
-    run_stage(ctx, "korlhf.train.rloo")
 
 
 # --- generate, eval (korlhf.generate, korlhf.evaluation) ---

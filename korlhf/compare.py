@@ -28,7 +28,6 @@ from pathlib import Path
 
 from korlhf.errors import KorlhfError
 
-STAGES = ("ppo", "grpo", "rloo", "dpo")
 RESULT = "compare.json"
 
 
@@ -51,12 +50,14 @@ class Config:
     force: list[str] = field(default_factory=list, metadata={"help": "methods to train and measure again"})
 
     def __post_init__(self):
+        from korlhf import stages
+
         if not self.methods:
             raise ValueError("no methods: list them under `methods:` ({name, stage, ...stage fields})")
         names = [m.get("name") for m in self.methods]
         for method in self.methods:
-            if not isinstance(method, dict) or not method.get("name") or method.get("stage") not in STAGES:
-                raise ValueError(f"method {method!r}: needs a name and a stage ({', '.join(STAGES)})")
+            if not isinstance(method, dict) or not method.get("name") or method.get("stage") not in stages.policies():
+                raise ValueError(f"method {method!r}: needs a name and a stage ({', '.join(stages.policies())})")
         if len(set(names)) != len(names):
             raise ValueError(f"method names repeat: {names}")
         if not self.seeds:
@@ -92,23 +93,25 @@ def stage_config(method: dict, run: Path, out: Path, seed: int):
     """(stage module, its Config) for one method and seed: the run's SFT model, data and paths filled in."""
     import importlib
 
+    from korlhf import stages
     from korlhf.config import build_config
 
-    stage = method["stage"]
-    module = importlib.import_module(f"korlhf.train.{stage}")
-    data = "rm.jsonl" if stage == "dpo" else "ppo.jsonl"
-    settings = {"model_name_or_path": str(run / "sft"), "train_files": [str(run / "data" / "build" / data)]}
+    stage = stages.get(method["stage"])
+    module = importlib.import_module(stage.module)
+    # As the pipeline chains it (`korlhf.stages` inputs), on the run's own data: rankings, not labels.
+    preferences = run / "data" / "build" / "rm.jsonl"
+    settings = {k: _fill(v, run, preferences) for k, v in stage.inputs.items() if k in ("model_name_or_path", "train_files")}
     settings.update({k: _fill(v, run) for k, v in method.items() if k not in ("name", "stage")})
     settings.update(output_dir=str(out / method["name"] / f"seed{seed}"), seed=seed, resume=True)
     raw = {k: (v, f"compare method {method['name']!r}") for k, v in settings.items()}
-    return module, build_config(module.Config, raw)
+    return module, build_config(module.Config, raw, command=f"korlhf compare ({method['name']})")
 
 
-def _fill(value, run: Path):
+def _fill(value, run: Path, preferences: Path | None = None):
     if isinstance(value, str):
-        return value.replace("{run}", str(run))
+        return value.replace("{run}", str(run)).replace("{preferences}", str(preferences))
     if isinstance(value, list):
-        return [_fill(v, run) for v in value]
+        return [_fill(v, run, preferences) for v in value]
     return value
 
 

@@ -58,7 +58,8 @@ def kl_to_sft(bench, model, tokenizer, device) -> float:
     """
     import torch
 
-    from korlhf.train.ppo_rollout import generation_config, sample, token_logprobs
+    from korlhf.train.ppo.scoring import token_logprobs
+    from korlhf.train.rl.rollout import generation_config, sample
 
     reference = bench_reference(bench, tokenizer, device)
     gen_config = generation_config(tokenizer, bench.cfg.max_new_tokens, 1.0)

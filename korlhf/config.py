@@ -20,10 +20,13 @@ from korlhf.errors import KorlhfError
 T = TypeVar("T")
 
 
-def load_config(cls: type[T], config_path: str | Path | None = None, args: list[str] | None = None) -> T:
+def load_config(cls: type[T], config_path: str | Path | None = None, args: list[str] | None = None,
+                command: str | None = None) -> T:
     """Build ``cls`` from an optional YAML file and CLI-style ``args`` (``--key value``).
 
     Precedence: dataclass defaults < YAML < flags. ``args`` may also contain ``--config FILE``.
+    ``--block.field value`` sets one field of a dict field (a pipeline's ``ppo:`` block) and keeps
+    the rest of it. ``command`` (``korlhf train ppo``) starts every error message.
     """
     args = list(args or [])
     flag_values, flag_config = _parse_flags(args)
@@ -33,20 +36,58 @@ def load_config(cls: type[T], config_path: str | Path | None = None, args: list[
         for key, value in _read_yaml(Path(config_path)).items():
             raw[key] = (value, str(config_path))
     for key, value in flag_values.items():
-        raw[key] = (value, f"--{key}")
-    return build_config(cls, raw)
+        block, dot, name = key.partition(".")
+        if dot:  # --ppo.kl_coef 0.1: one field of a block of settings (torchtune's dotted overrides)
+            settings = raw[block][0] if block in raw else _default(cls, block)
+            if not isinstance(settings, dict):
+                raise KorlhfError(f"{command + ': ' if command else ''}--{key}: {block!r} is not a block of settings")
+            raw[block] = ({**settings, name: _flag_value(value)}, f"--{key}")
+        else:
+            raw[key] = (value, f"--{key}")
+    return build_config(cls, raw, command)
 
 
-def build_config(cls: type[T], raw: dict[str, tuple[Any, str]]) -> T:
-    """``raw`` maps field name -> (value, where it came from, for messages)."""
+def _flag_value(value: Any) -> Any:
+    """A flag's text as YAML reads it (0.1 -> float, null -> None): a block's fields are typed later."""
+    import yaml
+
+    if not isinstance(value, str):
+        return [_flag_value(v) for v in value]
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of ``cls`` ({} if it has none, or is no field)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return {}
+
+
+def build_config(cls: type[T], raw: dict[str, tuple[Any, str]], command: str | None = None) -> T:
+    """``raw`` maps field name -> (value, where it came from, for messages).
+
+    A name in the class's ``RENAMED`` ({old: new}) is refused with its new name. Messages start
+    with ``command`` when given (``korlhf train ppo: unknown flag ...``).
+    """
     hints = typing.get_type_hints(cls)
     valid = [f.name for f in dataclasses.fields(cls) if f.init]
+    prefix = f"{command}: " if command else ""
     kwargs = {}
     for key, (value, origin) in raw.items():
         name = key.replace("-", "_")
+        renamed = getattr(cls, "RENAMED", {}).get(name)
+        if name not in valid and renamed:
+            raise KorlhfError(f"{prefix}{name!r} ({origin}) was renamed: it is now {renamed}")
         if name not in valid:
-            raise KorlhfError(_unknown_key_message(name, origin, valid, cls))
-        kwargs[name] = coerce(value, hints[name], name, origin)
+            raise KorlhfError(prefix + _unknown_key_message(name, origin, valid, cls, command))
+        try:
+            kwargs[name] = coerce(value, hints[name], name, origin)
+        except KorlhfError as exc:
+            raise KorlhfError(f"{prefix}{exc}") from None
     missing = [
         f.name
         for f in dataclasses.fields(cls)
@@ -55,19 +96,22 @@ def build_config(cls: type[T], raw: dict[str, tuple[Any, str]]) -> T:
     ]
     if missing:
         raise KorlhfError(
-            f"missing required config field(s): {', '.join(missing)} "
+            f"{prefix}missing required config field(s): {', '.join(missing)} "
             f"(set them in the YAML file or as --{missing[0]} VALUE)"
         )
     try:
         return cls(**kwargs)
     except ValueError as exc:  # __post_init__ validation
-        raise KorlhfError(str(exc)) from None
+        raise KorlhfError(f"{prefix}{exc}") from None
 
 
-def _unknown_key_message(name: str, origin: str, valid: list[str], cls: type) -> str:
+def _unknown_key_message(name: str, origin: str, valid: list[str], cls: type, command: str | None) -> str:
     where = "flag" if origin.startswith("--") else f"key in {origin}"
     shown = f"--{name}" if origin.startswith("--") else f"'{name}'"
-    msg = f"unknown {where}: {shown} is not a field of {cls.__name__}"
+    if command:  # korlhf train ppo: unknown flag --foo; ... / unknown key 'foo' in FILE; ...
+        msg = f"unknown flag {shown}" if origin.startswith("--") else f"unknown key {shown} in {origin}"
+    else:
+        msg = f"unknown {where}: {shown} is not a field of {cls.__name__}"
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     if close:
         msg += f"; did you mean '{close[0]}'?"
@@ -231,3 +275,16 @@ def describe_fields(cls: type) -> list[tuple[str, str, str, str]]:
         type_name = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
         rows.append((f.name, type_name, default, f.metadata.get("help", "")))
     return rows
+
+
+def config_from_block(cls: type[T], block: str, settings: dict, fixed: dict, command: str | None = None) -> T:
+    """``cls`` from one block of a pipeline config (``ppo: {kl_coef: 0.1}``) plus the fields the
+    pipeline sets itself (``fixed``: the paths that chain the stages); setting one of those in the
+    block is an error."""
+    clash = sorted(set(settings) & set(fixed))
+    if clash:
+        raise KorlhfError(f"pipeline {block}: {', '.join(clash)} is set by the pipeline (it chains the stages); "
+                          f"remove it from `{block}:`")
+    raw = {k: (v, f"pipeline config `{block}:`") for k, v in settings.items()}
+    raw.update({k: (v, "pipeline") for k, v in fixed.items()})
+    return build_config(cls, raw, command)

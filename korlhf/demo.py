@@ -74,8 +74,9 @@ class Config(pipeline.Config):
                      eval_fraction=0.15, save_steps=50, max_length=96, seed=0)
     # The verifiable reward: a learned reward model this small is a weak checker (docs/rl.md);
     # `korlhf compare --config configs/compare_demo.yaml` runs PPO on it beside this.
-    ppo: dict = _dict(reward_model=None, reward_rules=[CHECKER], value_model="shared", steps=60,
-                      rollout_batch_size=64, mini_batch_size=32, ppo_epochs=4, learning_rate=3e-5, max_new_tokens=24,
+    ppo: dict = _dict(reward_model=None, reward_rules=[CHECKER], value_model="shared", max_steps=60,
+                      rollout_batch_size=64, batch_size=32, ppo_epochs=4, learning_rate=3e-5, weight_decay=0.01,
+                      max_new_tokens=24,
                       kl_coef=0.05, missing_eos_penalty=1.0, sample_steps=20, logging_steps=10, eval_fraction=0.0,
                       save_steps=20, seed=0)
     generate: dict = _dict(preset="greedy", max_new_tokens=24)
@@ -250,7 +251,9 @@ def summary(run: Path, console) -> list[str]:
         from korlhf.records import read_jsonl
 
         rows = {name: [r for _, r in read_jsonl(path)] for name, path in answers.items()}
-        names = [name for name in ("base", "sft", "ppo", "dpo", "grpo") if name in rows]
+        from korlhf import stages
+
+        names = [name for name in ("base", "sft", *stages.policies()) if name in rows]
         # Questions where the trained models answer differently show what the last stage changed.
         differ = [i for i in range(len(rows["sft"])) if len({rows[n][i]["response"] for n in names[1:]}) > 1]
         for i in (differ + [i for i in range(len(rows["sft"])) if i not in differ])[:4]:

@@ -22,9 +22,11 @@ from korlhf.errors import KorlhfError
 
 
 def model_dirs(cfg, run: Path) -> dict[str, str]:
-    """Name -> path of every model to compare: base, sft, then each finished aligned model."""
+    """Name -> path of every model to compare: base, sft, then each finished policy (`korlhf.stages`)."""
+    from korlhf import stages
+
     models = {"base": cfg.model_name_or_path, "sft": str(run / "sft")}
-    for stage in ("ppo", "dpo", "grpo"):
+    for stage in stages.policies():
         if stage in cfg.stages and (run / stage / "metrics.json").is_file():
             models[stage] = str(run / stage)
     return models
@@ -40,7 +42,13 @@ def eval_items(cfg, run: Path) -> list[dict]:
     return read_prompts(path, cfg.eval_limit)
 
 
-def answer_eval_prompts(cfg, run: Path) -> dict:
+def check_generate(cfg, run: Path) -> None:
+    from korlhf.generate import decoding_from
+
+    decoding_from(cfg.generate)
+
+
+def answer_eval_prompts(cfg, run: Path, fresh: bool = False) -> dict:
     import torch
 
     from korlhf.config import save_config
@@ -82,11 +90,11 @@ def answer_eval_prompts(cfg, run: Path) -> dict:
 def answer_accuracy(records: list[dict], rule: str | None = None) -> float | None:
     """Share of right responses; None if nothing can be checked.
 
-    Right: ``rule(prompt, response) >= 1`` for a rule name (see `korlhf.train.ppo_rewards.parse_rule`;
+    Right: ``rule(prompt, response) >= 1`` for a rule name (see `korlhf.train.rl.rewards.parse_rule`;
     the demo's checks the answer sentence), then every record counts; else the answer appears in
     the response, and only records with an ``answer`` count.
     """
-    from korlhf.train.ppo_rewards import parse_rule
+    from korlhf.train.rl.rewards import parse_rule
 
     if rule:  # the rule knows the answers: every record counts
         check = parse_rule(rule)
@@ -130,16 +138,26 @@ def score_models(cfg, run: Path) -> dict:
     return results
 
 
+def score_and_sweep(cfg, run: Path, fresh: bool = False) -> None:
+    """The eval stage: every model scored, then the decoding sweep of the last one."""
+    score_models(cfg, run)
+    sweep_final(cfg, run)
+
+
+def sweep_check(cfg, run: Path) -> None:
+    sweep_config(cfg, run, "-")
+
+
 def sweep_config(cfg, run: Path, model: str):
     """`korlhf eval sweep`'s Config: the pipeline's ``sweep:`` settings on ``model`` and the eval prompts."""
+    from korlhf.config import config_from_block
     from korlhf.evaluation import sweep
-    from korlhf.pipeline import _stage_config
 
     fixed = {"model": model, "prompts": str(run / "data" / "build" / "eval.jsonl"), "out": str(run / "eval" / "sweep"),
              "limit": cfg.eval_limit, "batch_size": cfg.batch_size}
     if (run / "rm" / "metrics.json").is_file():
         fixed["reward_model"] = str(run / "rm")
-    sweep_cfg = _stage_config(sweep, cfg, "sweep", fixed)
+    sweep_cfg = config_from_block(sweep.Config, "sweep", cfg.sweep, fixed, command="korlhf pipeline (eval)")
     sweep._decodings(sweep_cfg)  # strategies with unknown knobs fail here
     return sweep_cfg
 

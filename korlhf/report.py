@@ -91,17 +91,21 @@ def image(uri: str | None) -> str:
 
 
 def pipeline_report(run: str | Path, cfg) -> Path:
-    """``report.html`` of a pipeline run directory: every section whose stage has run."""
+    """``report.html`` of a pipeline run directory: every section whose stage has run.
+
+    One section per stage of `korlhf.stages` with a report title: its curves and metrics, or the
+    richer section of `SECTIONS`; then the comparisons of the models the run trained.
+    """
+    from korlhf import stages
+
     run = Path(run)
-    sections = [("Base model pretraining (demo)", _training_section(run / "base", ["loss"], "pretraining")),
-                ("Data", _data_section(run)),
-                ("SFT", _training_section(run / "sft", ["loss", "eval_loss", "mean_token_accuracy"], "SFT")),
-                ("Reward model", _rm_section(run)),
-                ("PPO", _training_section(run / "ppo", ["reward/mean", "eval/reward", "kl/mean", "response/length"],
-                                          "PPO")),
-                ("DPO", _training_section(run / "dpo", ["loss", "rewards/accuracies", "rewards/margins"], "DPO")),
-                ("GRPO", _training_section(run / "grpo", ["reward", "kl", "loss"], "GRPO")),
-                ("Models side by side (held-out prompts)", _models_section(run)),
+    sections = [("Base model pretraining (demo)", _training_section(run / "base", ["loss"], "pretraining"))]
+    for stage in stages.STAGES:
+        if stage.report:
+            body = SECTIONS[stage.name](run) if stage.name in SECTIONS else \
+                _training_section(run / stage.name, list(stage.curves), stage.report)
+            sections.append((stage.report, body))
+    sections += [("Models side by side (held-out prompts)", _models_section(run)),
                 ("Alignment methods compared (korlhf compare)", _compare_section(run)),
                 ("Decoding sweep", _sweep_section(run)),
                 ("Sample answers", _samples_section(run))]
@@ -145,7 +149,9 @@ def _rm_section(run: Path) -> str:
     if isinstance(start, float) and isinstance(end, float):
         line = (f"<p>Held-out pairwise accuracy: <b>{start:.3f}</b> before training (the SFT model with a fresh "
                 f"score head) → <b>{end:.3f}</b> after.</p>")
-    return line + _training_section(run / "rm", ["loss", "accuracy"], "reward model")
+    from korlhf import stages
+
+    return line + _training_section(run / "rm", list(stages.get("rm").curves), "reward model")
 
 
 def _models_section(run: Path) -> str:
@@ -186,13 +192,18 @@ def _sweep_section(run: Path) -> str:
     return table([{k: r.get(k, "") for k in keep if k in r} for r in rows]) + images + more
 
 
+SECTIONS = {"data": _data_section, "rm": _rm_section}  # stages whose section is more than curves and metrics
+
+
 def _samples_section(run: Path, n: int = 8) -> str:
     from korlhf.records import read_jsonl
 
     files = {p.stem: [r for _, r in read_jsonl(p)] for p in sorted((run / "generate").glob("*.jsonl"))}
     if not files:
         return ""
-    order = [name for name in ("base", "sft", "ppo", "dpo", "grpo") if name in files]
+    from korlhf import stages
+
+    order = [name for name in ("base", "sft", *stages.policies()) if name in files]
     first = files[order[0]]
     rows = []
     for i in range(min(n, len(first))):

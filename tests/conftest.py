@@ -60,3 +60,16 @@ def tiny_models(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_gpt2(tiny_models) -> Path:
     return tiny_models["gpt2"]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on the shared 2-core machine two torch threads
+    spin against other processes (the 6 s rule test once took 6 minutes). One thread keeps it steady.
+    Modules that train ask for it: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -163,4 +163,4 @@ def test_chat_command_rejects_bad_settings():
     assert result.stderr.strip() == ("error: preset 'beam' cannot stream its answer token by token; "
                                      "choose one of: greedy, sample, top-k, top-p, typical-p, min-p")
     result = korlhf("chat", "--temperature", "0")
-    assert result.stderr.strip() == "error: missing required config field(s): model (set them in the YAML file or as --model VALUE)"
+    assert result.stderr.strip() == "error: korlhf chat: missing required config field(s): model (set them in the YAML file or as --model VALUE)"

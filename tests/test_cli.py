@@ -22,7 +22,7 @@ def test_user_error_is_one_line_without_traceback():
     result = run("demo", "--pretrain_step", "3")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == "error: unknown flag: --pretrain_step is not a field of Config; did you mean 'pretrain_steps'?"
+    assert result.stderr.strip() == "error: korlhf demo: unknown flag --pretrain_step; did you mean 'pretrain_steps'?"
 
 
 def test_stage_help_lists_fields():

@@ -7,7 +7,6 @@ weights, equal to the saved model. Run as a script, this file is the worker.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -15,16 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import weights_hash
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def weights_hash(model) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def run_worker(record_dir: str, flags: list[str]) -> None:

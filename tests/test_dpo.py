@@ -5,11 +5,12 @@ import math
 
 import pytest
 import torch
-from test_ppo import one_thread  # noqa: F401  (one torch thread: steady on a shared machine)
 
 from korlhf.demo_data import demo_tasks
 from korlhf.records import write_jsonl
 from korlhf.train import dpo
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # steady on a shared 2-core machine
 
 WRONG = ["모르겠습니다.", "The answer is unknown.", "123 456 789", "네."]
 

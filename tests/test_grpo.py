@@ -2,12 +2,14 @@
 
 import json
 
+import pytest
 import torch
-from test_ppo import one_thread  # noqa: F401  (one torch thread: steady on a shared machine)
 
 from korlhf.demo_data import demo_tasks
 from korlhf.records import write_jsonl
 from korlhf.train import grpo
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # steady on a shared 2-core machine
 
 
 def test_grpo_few_steps_with_reward_model_and_rule(tiny_gpt2, tiny_models, tmp_path):
@@ -18,7 +20,7 @@ def test_grpo_few_steps_with_reward_model_and_rule(tiny_gpt2, tiny_models, tmp_p
     metrics = grpo.main(grpo.Config(model_name_or_path=str(tiny_gpt2), train_files=[str(tmp_path / "prompts.jsonl")],
                                     eval_fraction=0.1, output_dir=str(out), reward_model=str(tiny_models["reward"]),
                                     reward_rules=["hangul"], max_steps=2, batch_size=8, num_generations=4,
-                                    max_completion_length=8, learning_rate=1e-3, lr_scheduler="constant",
+                                    max_new_tokens=8, learning_rate=1e-3, lr_scheduler="constant",
                                     warmup_ratio=0.0, logging_steps=1))
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
     trained = [r for r in rows if "reward" in r]
@@ -54,7 +56,7 @@ def test_grpo_scores_with_mask_positions(tiny_gpt2, tmp_path, monkeypatch):
     monkeypatch.setattr(GPT2Model, "forward", spy)
     write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": t["prompt"]} for t in demo_tasks(seed=5, n=16)])
     grpo.main(grpo.Config(model_name_or_path=str(tiny_gpt2), train_files=[str(tmp_path / "prompts.jsonl")],
-                          eval_fraction=0.0, output_dir=str(tmp_path / "grpo"), reward_rules=["hangul"], beta=0.04,
-                          max_steps=2, batch_size=4, num_generations=2, max_completion_length=6, logging_steps=1))
+                          eval_fraction=0.0, output_dir=str(tmp_path / "grpo"), reward_rules=["hangul"], kl_coef=0.04,
+                          max_steps=2, batch_size=4, num_generations=2, max_new_tokens=6, logging_steps=1))
     assert len({model for model, _ in calls}) >= 2  # the policy and TRL's reference model
     assert calls and all(right for _, right in calls)

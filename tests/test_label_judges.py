@@ -155,7 +155,7 @@ def test_cli_label_help_and_bad_value():
     bad = subprocess.run([*korlhf, "--inputs", "x.jsonl", "--judge", "gpt"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip() == ("error: config field 'judge' must be one of api, reward-model, rules, benchmark; "
+    assert bad.stderr.strip() == ("error: korlhf label run: config field 'judge' must be one of api, reward-model, rules, benchmark; "
                                   "got 'gpt'")
 
 

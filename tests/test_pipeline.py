@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from korlhf import demo, pipeline
+from korlhf import demo, pipeline, pipeline_eval, stages
 from korlhf.config import load_config
 from korlhf.errors import KorlhfError
+from korlhf.pipeline_stages import stage_config
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("data", "sft", "label", "rm", "ppo", "generate", "eval")
@@ -35,8 +36,8 @@ def micro(runs: Path, **changes) -> demo.Config:
                 logging_steps=1),
         label=dict(judge="rules", reward_rules=["korlhf.demo_data:correct"], samples_per_model=2, preset="sample",
                    max_new_tokens=8, batch_size=8),
-        ppo=dict(reward_model=None, reward_rules=["korlhf.demo_data:correct"], value_model="shared", steps=2,
-                 rollout_batch_size=8, mini_batch_size=4, ppo_epochs=1, learning_rate=1e-4, max_new_tokens=8,
+        ppo=dict(reward_model=None, reward_rules=["korlhf.demo_data:correct"], value_model="shared", max_steps=2,
+                 rollout_batch_size=8, batch_size=4, ppo_epochs=1, learning_rate=1e-4, max_new_tokens=8,
                  sample_steps=0, eval_fraction=0.2, save_steps=1),
         generate=dict(preset="greedy", max_new_tokens=8),
         sweep=dict(max_new_tokens=8, strategies=[{"preset": "greedy"}, {"preset": "sample"}]),
@@ -117,7 +118,7 @@ def test_an_interrupted_pipeline_resumes(demo_run, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "STAGES", {**pipeline.STAGES, "generate": crash})
+    monkeypatch.setattr(pipeline_eval, "answer_eval_prompts", crash)
     with pytest.raises(KeyboardInterrupt):
         demo.main(micro(runs))
     assert (run / "ppo" / "metrics.json").is_file() and not (run / "generate" / "metrics.json").exists()
@@ -133,8 +134,8 @@ def test_cut_off_training_stage_resumes_and_forced_one_starts_over(monkeypatch, 
     seen = []
     monkeypatch.setattr(rm, "main", lambda cfg: seen.append((cfg.resume, cfg.overwrite, cfg.output_dir)))
     cfg = pipeline.Config(model_name_or_path="m")
-    pipeline.run_rm(cfg, tmp_path)
-    pipeline.run_rm(cfg, tmp_path, fresh=True)
+    pipeline.run_stage(stages.get("rm"), cfg, tmp_path, fresh=False)
+    pipeline.run_stage(stages.get("rm"), cfg, tmp_path, fresh=True)
     assert seen == [(True, False, str(tmp_path / "rm")), (False, True, str(tmp_path / "rm"))]
 
 
@@ -143,23 +144,36 @@ def stamps_of(run: Path, stages) -> dict:
 
 
 def test_downstream_of_forced_stages():
-    assert pipeline._downstream({"rm"}) == {"rm", "ppo", "grpo", "generate", "eval"}
-    assert pipeline._downstream({"data"}) == set(pipeline.ORDER)
-    assert pipeline._downstream({"generate"}) == {"generate", "eval"}
+    assert pipeline.downstream({"rm"}) == {"rm", "ppo", "grpo", "rloo", "generate", "eval"}
+    assert pipeline.downstream({"label"}) == {"label", "rm", "ppo", "dpo", "grpo", "rloo", "generate", "eval"}
+    assert pipeline.downstream({"data"}) == set(stages.names())
+    assert pipeline.downstream({"generate"}) == {"generate", "eval"}
 
 
 def test_bad_pipeline_configs_are_named(tmp_path):
     with pytest.raises(KorlhfError) as err:
         load_config(pipeline.Config, None, ["--model_name_or_path", "m", "--stages", "data,sft,ppp"])
-    assert str(err.value) == "unknown stage 'ppp'; stages are data, sft, label, rm, ppo, dpo, grpo, generate, eval"
+    assert str(err.value) == "unknown stage 'ppp'; stages are data, sft, label, rm, ppo, dpo, grpo, rloo, generate, eval"
     cfg = pipeline.Config(model_name_or_path="m", sft={"output_dir": "elsewhere", "learning_rate": 1e-4})
     with pytest.raises(KorlhfError) as err:
-        pipeline.run_sft(cfg, tmp_path, dry=True)
+        pipeline.check(cfg, tmp_path)
     assert str(err.value) == ("pipeline sft: output_dir is set by the pipeline (it chains the stages); "
                               "remove it from `sft:`")
     cfg = pipeline.Config(model_name_or_path="m", sft={"learning_rat": 1e-4})
-    with pytest.raises(KorlhfError, match="did you mean 'learning_rate'"):
-        pipeline.run_sft(cfg, tmp_path, dry=True)
+    with pytest.raises(KorlhfError) as err:
+        pipeline.check(cfg, tmp_path)
+    assert str(err.value) == ("korlhf pipeline (sft): unknown key 'learning_rat' in pipeline config `sft:`; "
+                              "did you mean 'learning_rate'?")
+    cfg = pipeline.Config(model_name_or_path="m", ppo={"steps": 10})
+    with pytest.raises(KorlhfError) as err:
+        pipeline.check(cfg, tmp_path)
+    assert str(err.value) == "korlhf pipeline (ppo): 'steps' (pipeline config `ppo:`) was renamed: it is now max_steps"
+    cfg = pipeline.Config(model_name_or_path="m", ppo={"value_model": "reward", "reward_model": None,
+                                                       "reward_rules": ["hangul"]})
+    with pytest.raises(KorlhfError) as err:  # a config-only check: refused before anything is loaded
+        pipeline.check(cfg, tmp_path)
+    assert str(err.value) == ("korlhf pipeline (ppo): value_model: reward needs reward_model (a `korlhf train rm` "
+                              "output); with rule rewards only, set value_model: shared")
 
 
 def test_shipped_demo_yaml_is_the_demo_default():
@@ -196,16 +210,16 @@ def test_demo_data_must_be_a_folder(tmp_path):
                               "(jsonl, json, csv, tsv, parquet)")
 
 
-def test_dpo_and_grpo_take_the_place_of_ppo(demo_run):
+def test_dpo_grpo_and_rloo_take_the_place_of_ppo(demo_run):
     runs, _ = demo_run
-    cfg = micro(runs, name="alt", stages=["data", "sft", "rm", "dpo", "grpo", "generate", "eval"],
-                dpo=dict(max_steps=2, batch_size=4, max_length=64, eval_fraction=0.0),
-                grpo=dict(max_steps=1, batch_size=4, num_generations=4, max_completion_length=8, eval_fraction=0.0))
+    group = dict(max_steps=1, batch_size=4, num_generations=4, max_new_tokens=8, eval_fraction=0.0)
+    cfg = micro(runs, name="alt", stages=["data", "sft", "rm", "dpo", "grpo", "rloo", "generate", "eval"],
+                dpo=dict(max_steps=2, batch_size=4, max_length=64, eval_fraction=0.0), grpo=group, rloo=group)
     report = demo.main(cfg)
     models = json.loads((runs / "alt" / "eval" / "models.json").read_text())
-    assert list(models) == ["base", "sft", "dpo", "grpo"]
+    assert list(models) == ["base", "sft", "dpo", "grpo", "rloo"]
     text = report.read_text(encoding="utf-8")
-    assert "<h2>DPO</h2>" in text and "<h2>GRPO</h2>" in text and "<h2>PPO</h2>" not in text
+    assert all(f"<h2>{name}</h2>" in text for name in ("DPO", "GRPO", "RLOO")) and "<h2>PPO</h2>" not in text
 
 
 def test_compare_trains_each_method_per_seed_and_tabulates(demo_run, capsys):
@@ -213,7 +227,7 @@ def test_compare_trains_each_method_per_seed_and_tabulates(demo_run, capsys):
 
     runs, _ = demo_run
     run = runs / "demo"
-    ppo = dict(steps=1, rollout_batch_size=4, mini_batch_size=4, ppo_epochs=1, max_new_tokens=8, sample_steps=0,
+    ppo = dict(max_steps=1, rollout_batch_size=4, batch_size=4, ppo_epochs=1, max_new_tokens=8, sample_steps=0,
                eval_fraction=0.0, learning_rate=1e-2)
     cfg = compare.Config(run_dir=str(run), seeds=[0, 1], answer_rule="korlhf.demo_data:correct", eval_limit=4,
                          train_limit=4, max_new_tokens=8, batch_size=8, methods=[
@@ -223,7 +237,8 @@ def test_compare_trains_each_method_per_seed_and_tabulates(demo_run, capsys):
     summary = compare.main(cfg)
     assert [row["method"] for row in summary] == ["sft", "ppo-rule", "ppo-rm"]
     assert [row["seeds"] for row in summary] == [1, 2, 2]
-    assert summary[0]["kl"] == 0.0 and summary[1]["kl"] != 0.0
+    # ppo-rule's checker finds no right answer in one step: no advantage, no update; the RM gives a signal.
+    assert summary[0]["kl"] == 0.0 and summary[2]["kl"] != 0.0
     for row in summary:
         assert 0.0 <= row["eval_accuracy"] <= 1.0 and 0.0 <= row["train_accuracy"] <= 1.0 and "reward" in row
     for seed in (0, 1):
@@ -254,7 +269,7 @@ def test_compare_refuses_unusable_methods(tmp_path):
     path.write_text("run_dir: runs/demo\nmethods:\n- {name: x, stage: sft}\n", encoding="utf-8")
     with pytest.raises(KorlhfError) as err:
         load_config(compare.Config, path)
-    assert "method {'name': 'x', 'stage': 'sft'}: needs a name and a stage (ppo, grpo, rloo, dpo)" in str(err.value)
+    assert "method {'name': 'x', 'stage': 'sft'}: needs a name and a stage (ppo, dpo, grpo, rloo)" in str(err.value)
     path.write_text("run_dir: runs/demo\nmethods:\n- {name: x, stage: ppo}\n- {name: x, stage: dpo}\n", encoding="utf-8")
     with pytest.raises(KorlhfError, match=r"method names repeat: \['x', 'x'\]"):
         load_config(compare.Config, path)
@@ -272,16 +287,27 @@ def test_shipped_compare_yaml_builds_every_method(tmp_path):
 
 def test_ppo_block_may_replace_the_runs_reward_model_by_rules(tmp_path):
     cfg = pipeline.Config(model_name_or_path="m", ppo={"reward_model": None, "reward_rules": ["korlhf.demo_data:correct"]})
-    ppo_cfg = pipeline.run_ppo(cfg, tmp_path, dry=True)
+    ppo_cfg = stage_config(stages.get("ppo"), cfg, tmp_path)
     assert ppo_cfg.reward_model is None and ppo_cfg.reward_rules == ["korlhf.demo_data:correct"]
-    assert pipeline.run_ppo(pipeline.Config(model_name_or_path="m"), tmp_path, dry=True).reward_model == str(tmp_path / "rm")
+    default = stage_config(stages.get("ppo"), pipeline.Config(model_name_or_path="m"), tmp_path)
+    assert default.reward_model == str(tmp_path / "rm")
+
+
+def test_dotted_flags_change_one_field_of_a_block():
+    cfg = load_config(demo.Config, None, ["--ppo.kl_coef", "0.1", "--ppo.reward_rules", "hangul", "--sft.seed", "3"])
+    assert cfg.ppo == {**demo.Config().ppo, "kl_coef": 0.1, "reward_rules": "hangul"}
+    assert cfg.sft == {**demo.Config().sft, "seed": 3}
+    assert stage_config(stages.get("ppo"), cfg, Path("runs/x")).reward_rules == ["hangul"]
+    with pytest.raises(KorlhfError) as err:
+        load_config(pipeline.Config, None, ["--model_name_or_path", "m", "--name.x", "1"], command="korlhf pipeline")
+    assert str(err.value) == "korlhf pipeline: --name.x: 'name' is not a block of settings"
 
 
 def test_users_data_gets_no_checker_but_keeps_settings_they_chose():
     cfg = demo.Config(data="mine")
     demo.without_checker(cfg)
     assert "label" not in cfg.stages and cfg.answer_rule is None
-    assert "reward_rules" not in cfg.ppo and "reward_model" not in cfg.ppo and cfg.ppo["steps"] == 60
+    assert "reward_rules" not in cfg.ppo and "reward_model" not in cfg.ppo and cfg.ppo["max_steps"] == 60
     mine = demo.Config(data="mine", ppo={"reward_rules": ["hangul"], "reward_model": None}, answer_rule="my:rule")
     demo.without_checker(mine)
     assert mine.ppo == {"reward_rules": ["hangul"], "reward_model": None} and mine.answer_rule == "my:rule"

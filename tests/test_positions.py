@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_ppo import one_thread  # noqa: F401  (one torch thread: steady on a shared machine)
-from test_ppo_invariants import PROMPTS, sample_recorded
+from helpers import PROMPTS, sample_recorded
 
 from korlhf.train.positions import causal_lm, mask_position_ids, use_mask_positions
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # steady on a shared 2-core machine
 
 TEMPERATURE = 0.7
 
@@ -40,7 +41,7 @@ def trl_logprobs(model, rollout) -> torch.Tensor:
 
 def unpadded_logprobs(model, rollout) -> torch.Tensor:
     """Each row scored alone, with no padding at all: the ground truth. -> (B, T), 0 past the response."""
-    from korlhf.train.ppo_math import logprobs_from_logits
+    from korlhf.train.ppo.math import logprobs_from_logits
 
     rows = []
     for query, query_mask, response, response_mask in zip(rollout.query_ids, rollout.query_mask, rollout.response_ids,

@@ -17,7 +17,8 @@ from conftest import korean_texts
 from korlhf.demo_data import demo_tasks
 from korlhf.errors import KorlhfError
 from korlhf.records import write_jsonl
-from korlhf.train import ppo, ppo_checkpoint
+from korlhf.train import ppo
+from korlhf.train.ppo import checkpoint as ppo_checkpoint
 
 ENGLISH = ("the of and to in is you that it he was for on are as with his they at be this have from or one had by "
            "word but not what all were we when your can said there use an each which she do how their if will up other "
@@ -29,14 +30,7 @@ METRICS = ["reward/mean", "reward/std", "kl/mean", "kl/coef", "policy/entropy", 
            "time/scoring_s", "time/update_s"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on the shared 2-core machine two torch threads
-    spin against other processes (the 6 s rule test once took 6 minutes). One thread keeps it steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def english(rng: random.Random, low: int, high: int) -> str:
@@ -91,7 +85,7 @@ def trained_rm(tmp_path_factory, tiny_models):
 
 def config(world, out, **fields) -> ppo.Config:
     base = dict(model_name_or_path=str(world.policy), train_files=[str(world.train)], output_dir=str(out),
-                eval_fraction=0.0, rollout_batch_size=32, mini_batch_size=16, max_new_tokens=16,
+                eval_fraction=0.0, rollout_batch_size=32, batch_size=16, max_new_tokens=16,
                 learning_rate=5e-4, kl_coef=0.01, sample_steps=0, logging_steps=10)
     return ppo.Config(**{**base, **fields})
 
@@ -104,7 +98,7 @@ def test_rule_reward_rises_while_kl_stays_bounded(world, tmp_path):
     from korlhf.models import load_causal_lm, load_tokenizer
 
     out = tmp_path / "ppo"
-    metrics = ppo.main(config(world, out, reward_rules=["hangul"], steps=30))
+    metrics = ppo.main(config(world, out, reward_rules=["hangul"], max_steps=30))
     # Hangul share of the answers: ~0.40 over the first 5 steps; PPO must add 0.15 within 30 steps,
     # with the summed per-answer KL to the reference (16 tokens) under 8 nats.
     assert metrics["reward_end"] >= metrics["reward_start"] + 0.15, metrics
@@ -126,7 +120,7 @@ def test_rule_reward_rises_while_kl_stays_bounded(world, tmp_path):
 
 def test_trained_reward_model_score_rises_on_held_out_prompts(world, trained_rm, tmp_path):
     out = tmp_path / "ppo"
-    metrics = ppo.main(config(world, out, reward_model=str(trained_rm), eval_files=[str(world.eval)], steps=25,
+    metrics = ppo.main(config(world, out, reward_model=str(trained_rm), eval_files=[str(world.eval)], max_steps=25,
                               sample_steps=5, num_samples=8))
     # The reward model's tokenizer is not the policy's, so `auto` gives a value head on the policy.
     assert (out / "value_head.safetensors").is_file()
@@ -144,7 +138,7 @@ def test_ppo_scores_with_the_trained_reward_head(world, trained_rm, tmp_path):
     from korlhf.templates import render_example
 
     out = tmp_path / "ppo"
-    ppo.main(config(world, out, reward_model=str(trained_rm), steps=1, rollout_batch_size=8, mini_batch_size=8,
+    ppo.main(config(world, out, reward_model=str(trained_rm), max_steps=1, rollout_batch_size=8, batch_size=8,
                     sample_steps=1, num_samples=8, ppo_epochs=1))
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(samples) == 8
@@ -167,8 +161,8 @@ def test_ppo_scores_with_the_trained_reward_head(world, trained_rm, tmp_path):
 def test_lora_layout_one_policy_base_one_reward_base(world, tmp_path):
     """LoRA: reference = policy with adapters off; reward = value model with adapters off (its trained head)."""
     from korlhf.models import load_causal_lm, load_reward_model, load_tokenizer
-    from korlhf.train.ppo_models import load_ppo_models, sequence_values
-    from korlhf.train.ppo_rewards import RewardScorer
+    from korlhf.train.ppo.models import load_ppo_models, sequence_values
+    from korlhf.train.rl.rewards import RewardScorer
 
     cfg = config(world, tmp_path, reward_model=str(world.reward), use_lora=True, lora_r=4)
     models = load_ppo_models(cfg)
@@ -206,8 +200,8 @@ def test_resume_after_a_kill_gives_the_same_following_steps(world, tmp_path, mon
     """
     fields = dict(reward_model=str(world.reward), use_lora=True, lora_r=4, value_model="reward", target_kl=0.5,
                   kl_horizon=100, kl_estimator="k3", whiten_rewards=True, ptx_coef=0.5, ptx_files=[str(world.sft)],
-                  steps=4, save_steps=2, rollout_batch_size=8, mini_batch_size=4, gradient_accumulation_steps=2,
-                  max_new_tokens=8, learning_rate=1e-3, lr_scheduler_type="linear")
+                  max_steps=4, save_steps=2, rollout_batch_size=8, batch_size=2, grad_accum=2,
+                  max_new_tokens=8, learning_rate=1e-3, lr_scheduler="linear")
     full, cut = tmp_path / "full", tmp_path / "cut"
     ppo.main(config(world, full, **fields))
 
@@ -243,7 +237,7 @@ def test_resume_after_a_kill_gives_the_same_following_steps(world, tmp_path, mon
 
 
 def test_reward_rules():
-    from korlhf.train.ppo_rewards import RewardScorer, parse_rule
+    from korlhf.train.rl.rewards import RewardScorer, parse_rule
 
     assert parse_rule("contains:서울")("수도는?", "서울입니다") == 1.0
     assert parse_rule("contains:서울")("수도는?", "부산입니다") == 0.0
@@ -259,24 +253,52 @@ def test_reward_rules():
         RewardScorer()
 
 
-def test_bad_configs_say_what_to_do(world, tmp_path):
+def test_bad_configs_say_what_to_do():
+    """Config-only checks run when the config is built: before anything is loaded, and in the pipeline's check."""
     from korlhf.config import load_config
 
-    with pytest.raises(KorlhfError) as err:
-        ppo.main(config(world, tmp_path / "a", value_model="reward", reward_rules=["hangul"]))
-    assert str(err.value) == ("value_model: reward needs reward_model (a `korlhf train rm` output); "
-                              "with rule rewards only, set value_model: shared")
-    with pytest.raises(KorlhfError) as err:
-        load_config(ppo.Config, None, ["--model_name_or_path", "m", "--train_files", "t", "--output_dir", "o",
-                                       "--mini_batch_size", "6", "--gradient_accumulation_steps", "4"])
-    assert str(err.value) == "mini_batch_size (6) must be a multiple of gradient_accumulation_steps (4)"
+    def error(*flags) -> str:
+        with pytest.raises(KorlhfError) as err:
+            load_config(ppo.Config, None, ["--model_name_or_path", "m", "--train_files", "t", "--output_dir", "o",
+                                           *flags], command="korlhf train ppo")
+        return str(err.value)
+
+    assert error("--value_model", "reward", "--reward_rules", "hangul") == (
+        "korlhf train ppo: value_model: reward needs reward_model (a `korlhf train rm` output); "
+        "with rule rewards only, set value_model: shared")
+    assert error("--reward_rules", "hangul", "--batch_size", "6", "--grad_accum", "4") == (
+        "korlhf train ppo: rollout_batch_size (16) must be a multiple of batch_size x grad_accum (6 x 4 = 24)")
+    assert error() == "korlhf train ppo: no reward: set reward_model (a `korlhf train rm` output) and/or reward_rules"
+    assert error("--reward_rules", "hangul", "--reward_weights", "1,2") == (
+        "korlhf train ppo: reward_weights has 2 weights for 1 rewards (the reward model first, then each rule)")
+    # One vocabulary for PPO, GRPO and RLOO: the old names point to the new ones.
+    assert error("--mini_batch_size", "6") == ("korlhf train ppo: 'mini_batch_size' (--mini_batch_size) was renamed: "
+                                               "it is now batch_size (sequences per micro-batch; x grad_accum = "
+                                               "PPO's mini-batch)")
+    assert error("--gradient_accumulation_steps", "2") == (
+        "korlhf train ppo: 'gradient_accumulation_steps' (--gradient_accumulation_steps) was renamed: it is now grad_accum")
+
+
+def test_the_rl_stages_share_one_vocabulary():
+    import dataclasses
+
+    from korlhf.train import grpo, rloo
+
+    shared = ["max_steps", "batch_size", "grad_accum", "lr_scheduler", "warmup_ratio", "max_new_tokens", "kl_coef",
+              "cliprange", "learning_rate", "save_steps", "reward_weights", "eval_steps"]
+    defaults = [{f.name: (f.default, f.metadata["help"]) for f in dataclasses.fields(module.Config) if f.name in shared}
+                for module in (ppo, grpo, rloo)]
+    assert sorted(defaults[0]) == sorted(shared)
+    # GRPO/RLOO describe batch_size per answer group; every other shared field means and defaults the same.
+    assert all({k: v for k, v in d.items() if k != "batch_size"} == {k: v for k, v in defaults[0].items()
+                                                                      if k != "batch_size"} for d in defaults)
 
 
 def test_value_model_learns_ten_times_faster_unless_told():
     """At the policy's rate a fresh value head stayed at explained variance 0 for 40 demo steps."""
     from torch import nn
 
-    from korlhf.train.ppo import make_optimizer
+    from korlhf.train.ppo.trainer import make_optimizer
 
     class Pair(nn.Module):
         def __init__(self):
@@ -284,9 +306,9 @@ def test_value_model_learns_ten_times_faster_unless_told():
             self.policy, self.value_head = nn.Linear(2, 2), nn.Linear(2, 1)
 
     cfg = ppo.Config(model_name_or_path="m", train_files=["p"], output_dir="o", reward_rules=["hangul"],
-                     learning_rate=2e-5, steps=1, rollout_batch_size=8, mini_batch_size=8)
-    optimizer, _ = make_optimizer(cfg, Pair())
+                     learning_rate=2e-5, max_steps=1, rollout_batch_size=8, batch_size=8)
+    optimizer, _ = make_optimizer(cfg, Pair(), 1)
     assert [g["lr"] for g in optimizer.param_groups] == [2e-5, pytest.approx(2e-4)]
     cfg.value_learning_rate = 5e-6
-    optimizer, _ = make_optimizer(cfg, Pair())
+    optimizer, _ = make_optimizer(cfg, Pair(), 1)
     assert [g["lr"] for g in optimizer.param_groups] == [2e-5, 5e-6]

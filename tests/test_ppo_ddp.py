@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_ddp import weights_hash
+from helpers import weights_hash
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_worker(record_dir: str, flags: list[str]) -> None:
-    from korlhf.train import ppo_data, ppo_output
+    from korlhf.train.ppo import output as ppo_output
+    from korlhf.train.rl import prompts as ppo_data
 
     rank = int(os.environ.get("RANK", 0))
     sampled, indices = [], ppo_data.prompt_indices
@@ -57,8 +58,8 @@ def test_accelerate_launch_two_processes(tiny_gpt2, tiny_models, tmp_path):
     out, records = tmp_path / "out", tmp_path / "records"
     records.mkdir()
     flags = ["--model_name_or_path", str(tiny_gpt2), "--reward_model", str(tiny_models["reward"]),
-             "--train_files", str(data), "--output_dir", str(out), "--steps", "2", "--rollout_batch_size", "4",
-             "--mini_batch_size", "2", "--ppo_epochs", "1", "--max_new_tokens", "6", "--learning_rate", "1e-3",
+             "--train_files", str(data), "--output_dir", str(out), "--max_steps", "2", "--rollout_batch_size", "4",
+             "--batch_size", "2", "--ppo_epochs", "1", "--max_new_tokens", "6", "--learning_rate", "1e-3",
              "--eval_fraction", "0", "--sample_steps", "0"]
     launcher = [sys.executable, "-m", "accelerate.commands.launch",
                 "--config_file", str(REPO / "configs" / "accelerate" / "ddp_cpu.yaml")]

@@ -15,35 +15,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_ppo import one_thread  # noqa: F401  (one torch thread: steady on a shared machine)
+from helpers import PROMPTS, TEMPERATURE, sample_recorded
 
-from korlhf.train.ppo_math import kl_estimate, logprobs_from_logits, masked_mean, policy_loss
-from korlhf.train.ppo_models import ActorCritic, disable_dropout
-from korlhf.train.ppo_rollout import generation_config, keep_logits, sample, score_tokens, token_logprobs
+from korlhf.train.ppo.math import kl_estimate, masked_mean, policy_loss
+from korlhf.train.ppo.models import ActorCritic, disable_dropout
+from korlhf.train.ppo.scoring import keep_logits, score_tokens, token_logprobs
+from korlhf.train.rl.rollout import generation_config, sample
 
-PROMPTS = ["김치찌개 끓이는 법을 알려줘", "서울", "한국의 수도는 어디인가요? 역사와 함께 자세히 설명해 주세요.", "안녕하세요"]
-TEMPERATURE = 0.7
-
-
-class Recorder:
-    """A policy whose ``generate`` also keeps the scores (processed logits) each token was sampled from."""
-
-    def __init__(self, model):
-        self.model, self.scores = model, None
-
-    def generate(self, **kwargs):
-        out = self.model.generate(**kwargs, output_scores=True, return_dict_in_generate=True)
-        self.scores = torch.stack(out.scores, dim=1)
-        return out.sequences
-
-
-def sample_recorded(model, tokenizer, prompts, temperature: float, seed: int = 0, max_new_tokens: int = 12):
-    """korlhf's `sample`, plus the log-probs of the sampled tokens under generate's own distribution (masked)."""
-    recorder = Recorder(model)
-    torch.manual_seed(seed)
-    rollout = sample(recorder, tokenizer, prompts, generation_config(tokenizer, max_new_tokens, temperature), "cpu")
-    return rollout, logprobs_from_logits(recorder.scores, rollout.response_ids) * rollout.response_mask
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # steady on a shared 2-core machine
 
 def load_gpt2(path, tokenizer, dropout: float):
     from korlhf.models import load_causal_lm
@@ -158,7 +137,7 @@ def test_reward_model_reads_rollout_answers_as_rm_trained_on_them(tiny_gpt2, tin
     """The templates render an answer as ``' ' + answer``, so generated text starts with a space: kept,
     the reward model would read two spaces, which `korlhf train rm` never showed it."""
     from korlhf.templates import render_example, render_prompt
-    from korlhf.train.ppo_rewards import RewardScorer
+    from korlhf.train.rl.rewards import RewardScorer
     from korlhf.train.rm import tokenize_answers
 
     tokenizer = tiny_tokenizer
@@ -187,7 +166,7 @@ def test_reward_model_reads_rollout_answers_as_rm_trained_on_them(tiny_gpt2, tin
 def test_grpo_rewards_read_answers_as_rm_trained_on_them(tiny_tokenizer):
     """TRL decodes GRPO/RLOO completions with the template's leading space too; the reward functions drop it."""
     from korlhf.templates import to_messages
-    from korlhf.train.ppo_rewards import trl_rewards
+    from korlhf.train.rl.rewards import trl_rewards
     from korlhf.train.rm import tokenize_answers
 
     reward_model = RecordingRewardModel()

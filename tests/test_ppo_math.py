@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from korlhf.train.ppo_math import (
+from korlhf.train.ppo.math import (
     KLController,
     entropy_from_logits,
     explained_variance,

@@ -1,11 +1,13 @@
 """`korlhf train rloo` on the tiny local model with LoRA: adapters train, the merged copy loads."""
 
+import pytest
 import torch
-from test_ppo import one_thread  # noqa: F401  (one torch thread: steady on a shared machine)
 
 from korlhf.demo_data import demo_tasks
 from korlhf.records import write_jsonl
 from korlhf.train import rloo
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # steady on a shared 2-core machine
 
 
 def test_rloo_few_steps_lora_merge(tiny_gpt2, tmp_path):
@@ -16,7 +18,7 @@ def test_rloo_few_steps_lora_merge(tiny_gpt2, tmp_path):
     metrics = rloo.main(rloo.Config(model_name_or_path=str(tiny_gpt2), train_files=[str(tmp_path / "prompts.jsonl")],
                                     eval_fraction=0.0, output_dir=str(out), reward_rules=["hangul", "contains:입니다"],
                                     use_lora=True, lora_r=4, merge=True, max_steps=2, batch_size=4, num_generations=2,
-                                    max_completion_length=8, learning_rate=1e-2, lr_scheduler="constant",
+                                    max_new_tokens=8, learning_rate=1e-2, lr_scheduler="constant",
                                     warmup_ratio=0.0, logging_steps=1))
     assert metrics["steps"] == 2 and metrics["reward_start"] is not None
     assert is_adapter_dir(out) and (out / "merged" / "config.json").is_file()

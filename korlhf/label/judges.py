@@ -125,7 +125,7 @@ def _f1(a: set, b: set) -> float:
 
 def rules_judgments(items: list[dict], reward_rules: list[str] = ()) -> list[dict]:
     """Scores from `rule_score` (the smoke test), or the sum of ``reward_rules`` (a checker: real labels)."""
-    from korlhf.train.ppo_rewards import parse_rule
+    from korlhf.train.rl.rewards import parse_rule
 
     rules = [(name, parse_rule(name)) for name in reward_rules]
 
@@ -153,7 +153,7 @@ def reward_model_judgments(cfg, items: list[dict], progress: bool = True) -> lis
     from tqdm.auto import tqdm
 
     from korlhf.models import load_reward_model, load_tokenizer
-    from korlhf.train.ppo_rewards import RewardScorer
+    from korlhf.train.rl.rewards import RewardScorer
 
     tokenizer = load_tokenizer(cfg.reward_model)
     model = load_reward_model(cfg.reward_model, tokenizer, device=cfg.device).eval()

@@ -83,6 +83,15 @@ def quantization_kwargs(cfg: ModelFields) -> dict:
     return {"quantization_config": quant}
 
 
+def training_dtype(dtype: str) -> str:
+    """The dtype trained weights are loaded in: float32 master weights for ``auto``, as TRL keeps them.
+
+    Mixed precision comes from bf16=True on a GPU; "auto" would train a float16 checkpoint in
+    float16, which diverges.
+    """
+    return "float32" if dtype == "auto" else dtype
+
+
 def device_kwargs() -> dict:
     """TRL/HF TrainingArguments for this machine: bf16 on a GPU that has it, plain fp32 on a CPU.
 

@@ -39,19 +39,15 @@ def main(cfg: Config) -> dict:
     from accelerate import PartialState
     from trl import DPOConfig
 
-    from korlhf.config import save_config
     from korlhf.models import load_causal_lm, load_tokenizer
-    from korlhf.train.common import quantization_kwargs
+    from korlhf.train.common import quantization_kwargs, training_dtype
     from korlhf.train.data import load_split, preference_dataset
     from korlhf.train.fields import trainer_kwargs
-    from korlhf.train.output import CONFIG, prepare_output_dir, read_metrics, run_finished, template_label
-    from korlhf.train.sft import training_dtype
+    from korlhf.train.output import finished_earlier, open_output_dir, resuming, template_label
 
-    console = Console()
+    if (done := finished_earlier(cfg)) is not None:
+        return done
     out = Path(cfg.output_dir)
-    if cfg.resume and run_finished(out):
-        console.print(f"{out} already finished (metrics.json is there); --overwrite trains again")
-        return read_metrics(out)
     quant = quantization_kwargs(cfg)
     train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "preference", cfg.seed)
     train_data = preference_dataset(train_records)
@@ -60,19 +56,17 @@ def main(cfg: Config) -> dict:
                      loss_type=[cfg.loss_type], label_smoothing=cfg.label_smoothing,
                      precompute_ref_log_probs=cfg.precompute_ref_log_probs,
                      trust_remote_code=cfg.trust_remote_code)  # sets up the processes (DDP, DeepSpeed)
-    checkpoint = prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    checkpoint = open_output_dir(cfg)
     main_process = PartialState().is_main_process
-    if main_process:
-        save_config(cfg, out / CONFIG)
     tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.template, cfg.trust_remote_code)
     load = dict(dtype=training_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code)
     model = load_causal_lm(cfg.model_name_or_path, tokenizer, **load, **quant)
     reference = None if cfg.use_lora or cfg.load_in_4bit else load_causal_lm(cfg.model_name_or_path, tokenizer, **load)
     trainer = build_trainer(cfg, model, reference, tokenizer, train_data, eval_data, args)
     if main_process:
-        console.print(f"[bold]dpo[/bold] {cfg.model_name_or_path}: {len(train_data):,} train pairs from "
-                      f"{len(train_records):,} records / {len(eval_data or []):,} eval pairs, template "
-                      f"{template_label(tokenizer)}" + (f", resuming from {checkpoint.name}" if checkpoint else ""))
+        Console().print(f"[bold]dpo[/bold] {cfg.model_name_or_path}: {len(train_data):,} train pairs from "
+                        f"{len(train_records):,} records / {len(eval_data or []):,} eval pairs, template "
+                        f"{template_label(tokenizer)}{resuming(checkpoint)}")
     if eval_data is not None and checkpoint is None:
         trainer.evaluate()  # logged at step 0: the starting point
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -88,12 +82,9 @@ def build_trainer(cfg: Config, model, reference, tokenizer, train_data, eval_dat
     from trl import DPOTrainer
 
     from korlhf.train.common import lora_config
-    from korlhf.train.output import AtomicCheckpoints, LogJsonl
+    from korlhf.train.output import LogJsonl, with_atomic_checkpoints
 
-    class KorlhfDPOTrainer(AtomicCheckpoints, DPOTrainer):
-        pass
-
-    return KorlhfDPOTrainer(model=model, ref_model=reference, args=args, train_dataset=train_data,
+    return with_atomic_checkpoints(DPOTrainer)(model=model, ref_model=reference, args=args, train_dataset=train_data,
                             eval_dataset=eval_data, processing_class=tokenizer,
                             peft_config=lora_config(cfg, "CAUSAL_LM"), callbacks=[LogJsonl(cfg.output_dir)])
 
@@ -113,16 +104,12 @@ def eval_summary(output_dir: Path, final: dict, main_process: bool) -> dict:
 
 def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict) -> None:
     """Model + tokenizer (merged copy with LoRA + merge), model card, metrics.json last."""
-    from korlhf.models import load_causal_lm
     from korlhf.train.output import finish_run, save_model_dir
 
     out = Path(cfg.output_dir)
-    save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_causal_lm(path, tok))
-    if not trainer.accelerator.is_main_process:
-        return
-    settings = {"beta": cfg.beta, "loss_type": cfg.loss_type, "label_smoothing": cfg.label_smoothing,
-                "epochs": cfg.epochs, "max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
-                "grad_accum": cfg.grad_accum, "processes": trainer.accelerator.num_processes,
-                "learning_rate": cfg.learning_rate, "max_length": cfg.max_length}
-    finish_run(cfg, tokenizer, stage="dpo", title=f"{out.name}: Korean DPO policy", train_records=train_records,
-               eval_records=eval_records, metrics=metrics, settings=settings)
+    save_model_dir(trainer, tokenizer, out, cfg.merge)
+    if trainer.accelerator.is_main_process:
+        settings = {"beta": cfg.beta, "loss_type": cfg.loss_type, "label_smoothing": cfg.label_smoothing}
+        finish_run(cfg, tokenizer, stage="dpo", title=f"{out.name}: Korean DPO policy", train_records=train_records,
+                   eval_records=eval_records, metrics=metrics, settings=settings,
+                   processes=trainer.accelerator.num_processes)

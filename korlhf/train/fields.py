@@ -1,7 +1,7 @@
 """Config fields and TrainingArguments shared by the stages built on a HF/TRL Trainer.
 
 `DataFields` (train/eval files) and `OptimFields` (steps, batch, learning rate, logging, saving,
-resuming) are spelled the same in ``sft``, ``rm``, ``dpo``, ``grpo`` and ``rloo``;
+resuming) are spelled the same in ``sft``, ``rm``, ``dpo``, ``ppo``, ``grpo`` and ``rloo``;
 `trainer_kwargs` turns them into keyword arguments for any TRL config (``SFTConfig``,
 ``RewardConfig``, ``DPOConfig``...), with CPU/GPU precision from `device_kwargs`.
 """
@@ -33,6 +33,7 @@ class OptimFields:
     lr_scheduler: str = field(default="cosine", metadata={"help": "learning-rate schedule: cosine, linear, constant..."})
     warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps spent warming the learning rate up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: off)"})
     logging_steps: int = field(default=10, metadata={"help": "log (log.jsonl, report_to) every this many steps"})
     eval_steps: int = field(default=0, metadata={"help": "evaluate every this many steps (0: only at the end)"})
     save_steps: int = field(default=200, metadata={"help": "write a resumable checkpoint every this many steps"})
@@ -63,6 +64,7 @@ def trainer_kwargs(cfg, has_eval: bool) -> dict:
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if eval_steps else "no",
         eval_steps=eval_steps,

@@ -3,7 +3,7 @@
 An alternative to PPO without a value model: each prompt gets ``num_generations`` answers and each
 answer's advantage is its reward against the group's mean. Same records as PPO (prompt records),
 same chat template (TRL renders conversational prompts with the tokenizer's template, the one SFT
-saved), same rewards (`korlhf.train.ppo_rewards`: the `korlhf train rm` output with its trained
+saved), same rewards (`korlhf.train.rl.rewards`: the `korlhf train rm` output with its trained
 head, and/or rule functions, each logged by TRL as ``rewards/<name>/mean``) and the same output
 folder (`korlhf.train.output`). The held-out reward before and after training is measured
 exactly as PPO measures it, so ``metrics.json`` of ppo, grpo and rloo runs compare directly.
@@ -17,41 +17,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from transformers import TrainerCallback
 
 from korlhf.train.common import ModelFields, RunFields
 from korlhf.train.fields import OptimFields
+from korlhf.train.rl.fields import RLFields
 
 
 @dataclass(kw_only=True)
-class OnlineRLFields:
-    """What grpo and rloo share: prompts, rewards, sampling, the KL term."""
+class GroupFields:
+    """What grpo and rloo add to the shared RL fields: a group of answers per prompt, TRL's update loop."""
 
-    train_files: list[str] = field(metadata={"help": "prompt records (JSON Lines with 'prompt'); sft/preference files work too"})
-    eval_files: list[str] = field(default_factory=list, metadata={
-        "help": "held-out prompts, whose mean reward is measured before and after training; "
-                "default: a seeded eval_fraction of train_files"})
-    eval_fraction: float = field(default=0.05, metadata={"help": "share of train prompts held out when eval_files is empty (0: none)"})
-    max_prompt_length: int = field(default=256, metadata={"help": "longer prompts (in tokens, templated) are skipped and listed"})
-    reward_model: str | None = field(default=None, metadata={"help": "`korlhf train rm` output (loaded with its trained head)"})
-    reward_rules: list[str] = field(default_factory=list, metadata={
-        "help": "rule rewards: hangul, no_refusal, complete, contains:WORD, module:function"})
-    reward_weights: list[float] = field(default_factory=list, metadata={
-        "help": "weight of each reward (reward_model first, then the rules); default: all 1"})
     num_generations: int = field(default=8, metadata={"help": "answers sampled per prompt (the group)"})
-    max_completion_length: int = field(default=128, metadata={"help": "answer length limit in tokens"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
-    beta: float = field(default=0.04, metadata={"help": "KL penalty coefficient to the SFT model (0: no reference model)"})
-    epsilon: float = field(default=0.2, metadata={"help": "policy ratio clip epsilon"})
     num_iterations: int = field(default=1, metadata={"help": "updates per generated batch (mu)"})
     mask_truncated_completions: bool = field(default=False, metadata={
         "help": "leave answers that never reached EOS out of the loss"})
     batch_size: int = field(default=8, metadata={
         "help": "answers per device per step; batch_size x processes x grad_accum must be a multiple of num_generations"})
-    learning_rate: float = field(default=1e-6, metadata={"help": "peak learning rate (LoRA usually wants ~10x more)"})
 
 
 @dataclass(kw_only=True)
-class Config(OnlineRLFields, OptimFields, RunFields, ModelFields):
+class Config(GroupFields, RLFields, OptimFields, RunFields, ModelFields):
     loss_type: str = field(default="dapo", metadata={"help": "TRL GRPO loss: grpo, dapo, dr_grpo, bnpo..."})
     scale_rewards: str = field(default="group", metadata={
         "help": "divide advantages by the reward std of the group, the batch, or none"})
@@ -68,38 +54,33 @@ def train(cfg, stage: str, config_cls, trainer_cls, stage_args: dict) -> dict:
     from accelerate import PartialState
     from datasets import Dataset
 
-    from korlhf.config import save_config
     from korlhf.models import load_causal_lm, load_reward_model, load_tokenizer
-    from korlhf.train.common import lora_config, quantization_kwargs
+    from korlhf.train.common import lora_config, quantization_kwargs, training_dtype
     from korlhf.train.data import load_split
     from korlhf.train.fields import trainer_kwargs
     from korlhf.train.output import (
-        CONFIG,
-        AtomicCheckpoints,
         LogJsonl,
-        prepare_output_dir,
-        read_metrics,
-        run_finished,
+        finished_earlier,
+        open_output_dir,
+        resuming,
+        with_atomic_checkpoints,
     )
-    from korlhf.train.ppo_data import load_prompts
-    from korlhf.train.ppo_rewards import RewardScorer, trl_rewards
-    from korlhf.train.sft import training_dtype
+    from korlhf.train.rl.prompts import load_prompts
+    from korlhf.train.rl.rewards import RewardScorer, trl_rewards
 
+    if (done := finished_earlier(cfg)) is not None:
+        return done
     out = Path(cfg.output_dir)
-    if cfg.resume and run_finished(out):
-        Console().print(f"{out} already finished (metrics.json is there); --overwrite trains again")
-        return read_metrics(out)
     quant = quantization_kwargs(cfg)
     train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "prompt", cfg.seed)
     args = config_cls(**trainer_kwargs(cfg, has_eval=False), num_generations=cfg.num_generations,
-                      max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
-                      epsilon=cfg.epsilon, num_iterations=cfg.num_iterations, reward_weights=cfg.reward_weights or None,
+                      max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, beta=cfg.kl_coef,
+                      epsilon=cfg.cliprange, num_iterations=cfg.num_iterations,
+                      reward_weights=cfg.reward_weights or None,
                       mask_truncated_completions=cfg.mask_truncated_completions,
                       trust_remote_code=cfg.trust_remote_code, **stage_args)  # sets up the processes
-    checkpoint = prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    checkpoint = open_output_dir(cfg)
     main_process = PartialState().is_main_process
-    if main_process:
-        save_config(cfg, out / CONFIG)
     tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.template, cfg.trust_remote_code)
     model = load_causal_lm(cfg.model_name_or_path, tokenizer, dtype=training_dtype(cfg.dtype),
                            trust_remote_code=cfg.trust_remote_code, **quant)
@@ -110,24 +91,24 @@ def train(cfg, stage: str, config_cls, trainer_cls, stage_args: dict) -> dict:
         reward_tokenizer = load_tokenizer(cfg.reward_model, None, cfg.trust_remote_code)
         reward_model = load_reward_model(cfg.reward_model, reward_tokenizer, dtype=cfg.dtype).eval().requires_grad_(False)
 
-    trainer = type(f"Korlhf{trainer_cls.__name__}", (AtomicCheckpoints, trainer_cls), {})(
+    scorer = RewardScorer(reward_model, reward_tokenizer, cfg.reward_rules, weights=cfg.reward_weights)
+    held_out = HeldOutReward(cfg, tokenizer, eval_prompts, scorer)
+    trainer = with_atomic_checkpoints(trainer_cls)(
         model=model, reward_funcs=trl_rewards(reward_model, reward_tokenizer, cfg.reward_rules),
         args=args, train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]), processing_class=tokenizer,
-        peft_config=lora_config(cfg, "CAUSAL_LM"), callbacks=[LogJsonl(out)])
+        peft_config=lora_config(cfg, "CAUSAL_LM"), callbacks=[LogJsonl(out), held_out])
     use_sft_reference(trainer, cfg, tokenizer)
     score_with_mask_positions(trainer)
     if reward_model is not None:
         reward_model.to(trainer.accelerator.device)
-    scorer = RewardScorer(reward_model, reward_tokenizer, cfg.reward_rules)
     if main_process:
         Console().print(f"[bold]{stage}[/bold] {cfg.model_name_or_path}: {len(prompts):,} train / "
-                        f"{len(eval_prompts):,} eval prompts, {cfg.num_generations} answers each"
-                        + (f", resuming from {checkpoint.name}" if checkpoint else ""))
-    if eval_prompts and checkpoint is None:
-        held_out_reward(trainer, cfg, tokenizer, eval_prompts, scorer, step=0)
+                        f"{len(eval_prompts):,} eval prompts, {cfg.num_generations} answers each{resuming(checkpoint)}")
+    if checkpoint is None:
+        held_out.measure(trainer.model, trainer.accelerator, step=0)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    if eval_prompts:
-        held_out_reward(trainer, cfg, tokenizer, eval_prompts, scorer, step=trainer.state.global_step)
+    if not cfg.eval_steps or trainer.state.global_step % cfg.eval_steps:  # else measured at the last step
+        held_out.measure(trainer.model, trainer.accelerator, step=trainer.state.global_step)
     return finish(cfg, stage, trainer, tokenizer, train_records, eval_records)
 
 
@@ -141,7 +122,7 @@ def use_sft_reference(trainer, cfg, tokenizer) -> None:
     from transformers import AutoConfig
 
     from korlhf.models import is_adapter_dir, load_causal_lm
-    from korlhf.train.sft import training_dtype
+    from korlhf.train.common import training_dtype
 
     ref = getattr(trainer, "ref_model", None)
     path = cfg.model_name_or_path
@@ -169,26 +150,41 @@ def score_with_mask_positions(trainer) -> None:
             use_mask_positions(model)
 
 
-def held_out_reward(trainer, cfg, tokenizer, prompts, scorer, step: int) -> float:
-    """PPO's held-out measure (one seeded sample per prompt), logged as ``eval/reward`` at ``step``."""
-    from korlhf.train.output import append_log
-    from korlhf.train.ppo_output import evaluate
-    from korlhf.train.ppo_rollout import generation_config
+class HeldOutReward(TrainerCallback):
+    """PPO's held-out measure (one seeded sample per prompt), logged as ``eval/reward``: before
+    training, every ``eval_steps`` and after, as in `korlhf train ppo`."""
 
-    gen_config = generation_config(tokenizer, cfg.max_completion_length, cfg.temperature)
-    reward = evaluate(trainer.model, tokenizer, prompts, scorer, gen_config, cfg.batch_size * 4, cfg.seed)
-    if trainer.accelerator.is_main_process:
-        append_log(cfg.output_dir, {"step": step, "eval/reward": reward})
-    return reward
+    def __init__(self, cfg, tokenizer, prompts: list, scorer):
+        from korlhf.train.rl.rollout import generation_config
+
+        self.cfg, self.tokenizer, self.prompts, self.scorer = cfg, tokenizer, prompts, scorer
+        self.gen_config = generation_config(tokenizer, cfg.max_new_tokens, cfg.temperature)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.cfg.eval_steps and state.global_step % self.cfg.eval_steps == 0:
+            self.measure(model, None, state.global_step)
+
+    def measure(self, model, accelerator, step: int) -> float | None:
+        from accelerate import PartialState
+
+        from korlhf.train.output import append_log
+        from korlhf.train.rl.evaluate import evaluate
+
+        if not self.prompts:
+            return None
+        reward = evaluate(model, self.tokenizer, self.prompts, self.scorer, self.gen_config,
+                          self.cfg.batch_size * 4, self.cfg.seed)
+        if PartialState().is_main_process:
+            append_log(self.cfg.output_dir, {"step": step, "eval/reward": reward})
+        return reward
 
 
 def finish(cfg, stage: str, trainer, tokenizer, train_records, eval_records) -> dict:
     """Model + tokenizer (merged copy), model card, metrics.json last."""
-    from korlhf.models import load_causal_lm
     from korlhf.train.output import finish_run, read_log, save_model_dir
 
     out = Path(cfg.output_dir)
-    save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_causal_lm(path, tok))
+    save_model_dir(trainer, tokenizer, out, cfg.merge)
     log = read_log(out) if trainer.accelerator.is_main_process else []
     rows, evals = [r for r in log if "reward" in r], [r for r in log if "eval/reward" in r]
     mean = lambda part, key: sum(r[key] for r in part) / len(part) if part else None  # noqa: E731
@@ -196,14 +192,12 @@ def finish(cfg, stage: str, trainer, tokenizer, train_records, eval_records) -> 
                "reward_end": mean(rows[-5:], "reward"), "kl_end": mean([r for r in rows[-5:] if "kl" in r], "kl")}
     if evals:
         metrics |= {"eval_reward_start": evals[0]["eval/reward"], "eval_reward_end": evals[-1]["eval/reward"]}
-    if not trainer.accelerator.is_main_process:
-        return metrics
-    reward = " + ".join([*([f"reward model `{cfg.reward_model}`"] if cfg.reward_model else []),
-                         *[f"rule `{r}`" for r in cfg.reward_rules]])
-    settings = {"reward": reward, "num_generations": cfg.num_generations, "beta": cfg.beta,
-                "max_completion_length": cfg.max_completion_length, "batch_size": cfg.batch_size,
-                "grad_accum": cfg.grad_accum, "processes": trainer.accelerator.num_processes,
-                "learning_rate": cfg.learning_rate, "max_steps": cfg.max_steps, "epochs": cfg.epochs}
-    finish_run(cfg, tokenizer, stage=stage, title=f"{out.name}: Korean {stage.upper()} policy",
-               train_records=train_records, eval_records=eval_records, metrics=metrics, settings=settings)
+    if trainer.accelerator.is_main_process:
+        reward = " + ".join([*([f"reward model `{cfg.reward_model}`"] if cfg.reward_model else []),
+                             *[f"rule `{r}`" for r in cfg.reward_rules]])
+        settings = {"reward": reward, "num_generations": cfg.num_generations, "kl_coef": cfg.kl_coef,
+                    "max_new_tokens": cfg.max_new_tokens}
+        finish_run(cfg, tokenizer, stage=stage, title=f"{out.name}: Korean {stage.upper()} policy",
+                   train_records=train_records, eval_records=eval_records, metrics=metrics, settings=settings,
+                   processes=trainer.accelerator.num_processes)
     return metrics

@@ -12,8 +12,9 @@
 
 Pieces, so that a stage with its own loop (PPO) can use them without a HF Trainer:
 `prepare_output_dir`, `latest_checkpoint`, `LogJsonl` (also `append_log`), `AtomicCheckpoints`,
-`save_model_dir`, `write_model_card`, `write_metrics`, `read_metrics`, `remove_checkpoints`;
-`finish_run` is the common ending of the TRL-based stages (card, metrics.json, clean-up).
+`save_model_dir`, `write_model_card`, `write_metrics`, `read_metrics`, `remove_checkpoints`.
+Every stage starts with `finished_earlier` and `open_output_dir` and ends with `finish_run`
+(card, metrics.json, clean-up), so its own module holds only its algorithm.
 """
 
 from __future__ import annotations
@@ -175,10 +176,12 @@ def save_model_dir(trainer, tokenizer, output_dir: str | Path, merge: bool, load
     """Final model (or adapter) and tokenizer into ``output_dir``; with ``merge``, also ``merged/``.
 
     The merged copy is rebuilt from the saved adapter with ``load_merged(path, tokenizer)``
-    (`korlhf.models.load_causal_lm` or `load_reward_model`), so it does not depend on how the
-    training processes held the weights (DDP, ZeRO-3 shards).
+    (default `korlhf.models.load_causal_lm`; `load_reward_model` for a reward model), so it does not
+    depend on how the training processes held the weights (DDP, ZeRO-3 shards).
     """
     from accelerate.utils import is_peft_model
+
+    from korlhf.models import load_causal_lm
 
     out = Path(output_dir)
     trainer.save_model(str(out))
@@ -186,8 +189,8 @@ def save_model_dir(trainer, tokenizer, output_dir: str | Path, merge: bool, load
     if not trainer.accelerator.is_main_process:
         return
     tokenizer.save_pretrained(out)
-    if merge and is_peft_model(trainer.accelerator.unwrap_model(trainer.model)) and load_merged is not None:
-        merged = load_merged(out, tokenizer)
+    if merge and is_peft_model(trainer.accelerator.unwrap_model(trainer.model)):
+        merged = (load_merged or load_causal_lm)(out, tokenizer)
         merged.save_pretrained(out / MERGED)
         tokenizer.save_pretrained(out / MERGED)
     shutil.rmtree(out / STAGING, ignore_errors=True)
@@ -259,10 +262,12 @@ def causal_lm_usage(output_dir: str | Path) -> str:
 
 
 def finish_run(cfg, tokenizer, *, stage: str, title: str, train_records: list[dict], eval_records: list[dict],
-               metrics: dict, settings: dict, usage: str | None = None) -> None:
-    """The end of a stage, on the main process: model card, ``metrics.json`` (last), checkpoint clean-up.
+               metrics: dict, settings: dict, processes: int = 1, usage: str | None = None) -> None:
+    """The end of every training stage, on the main process: model card, ``metrics.json`` (last),
+    checkpoint clean-up, one summary line.
 
-    ``settings`` lists what matters for this stage; LoRA and the seed are added here. ``usage``
+    The card's settings start with those every stage shares (steps, batch, learning rate, max
+    length, processes), then the stage's own ``settings``, then LoRA and the seed. ``usage``
     defaults to loading a causal LM.
     """
     from rich.console import Console
@@ -271,16 +276,53 @@ def finish_run(cfg, tokenizer, *, stage: str, title: str, train_records: list[di
     from korlhf.train.data import source_counts
 
     out = Path(cfg.output_dir)
+    shared = {k: getattr(cfg, k) for k in ("epochs", "max_steps", "batch_size", "grad_accum", "learning_rate",
+                                           "max_length") if hasattr(cfg, k)}
     write_model_card(out, stage=stage, title=title, base_model=cfg.model_name_or_path,
                      template=template_label(tokenizer),
                      data={"train": source_counts(train_records), "eval": source_counts(eval_records)},
-                     metrics=metrics, settings={**settings, "lora": lora_label(cfg), "seed": cfg.seed},
+                     metrics=metrics, settings={**shared, "processes": processes, **settings,
+                                                "lora": lora_label(cfg), "seed": cfg.seed},
                      usage=usage or causal_lm_usage(out), command=command_line())
     write_metrics(out, metrics)
     if not cfg.keep_checkpoints:
         remove_checkpoints(out)
     Console().print(f"[bold green]{stage} done[/bold green] -> {out}  " +
                     "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+
+
+def finished_earlier(cfg) -> dict | None:
+    """With ``resume``, the metrics of a run that already finished in ``output_dir`` (how the
+    pipeline reruns a stage it has done); otherwise None."""
+    out = Path(cfg.output_dir)
+    if not (cfg.resume and run_finished(out)):
+        return None
+    print(f"{out} already finished (metrics.json is there); --overwrite trains again")
+    return read_metrics(out)
+
+
+def open_output_dir(cfg) -> Path | None:
+    """The start of every training stage, on every process, once its processes are set up: the
+    output folder made ready (`prepare_output_dir`), the exact config saved, and the checkpoint to
+    resume from returned (None: a fresh start)."""
+    from accelerate import PartialState
+
+    from korlhf.config import save_config
+
+    checkpoint = prepare_output_dir(cfg.output_dir, resume=cfg.resume, overwrite=cfg.overwrite)
+    if PartialState().is_main_process:
+        save_config(cfg, Path(cfg.output_dir) / CONFIG)
+    return checkpoint
+
+
+def with_atomic_checkpoints(trainer_cls: type) -> type:
+    """``trainer_cls`` (a TRL/HF Trainer) whose checkpoints are written whole or not at all."""
+    return type(f"Korlhf{trainer_cls.__name__}", (AtomicCheckpoints, trainer_cls), {})
+
+
+def resuming(checkpoint: Path | None) -> str:
+    """The end of a stage's first console line."""
+    return f", resuming from {checkpoint.name}" if checkpoint else ""
 
 
 def _fmt(value) -> str:

@@ -6,7 +6,7 @@ TRL's GRPOTrainer and RLOOTrainer call the policy and the reference model with `
 the tiny test models) the log-probs trained on then differ from those sampled from (0.94
 nats/token measured), and the KL and ratio are computed against the wrong distribution.
 `use_mask_positions` makes those calls use the same position ids as ``generate`` and korlhf's PPO
-(`korlhf.train.ppo_rollout.Rollout.model_inputs`).
+(`korlhf.train.rl.rollout.Rollout.model_inputs`).
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 from korlhf.train.common import ModelFields, RunFields
 from korlhf.train.fields import OptimFields
-from korlhf.train.grpo import OnlineRLFields, train
+from korlhf.train.grpo import GroupFields, train
+from korlhf.train.rl.fields import RLFields
 
 
 @dataclass(kw_only=True)
-class Config(OnlineRLFields, OptimFields, RunFields, ModelFields):
+class Config(GroupFields, RLFields, OptimFields, RunFields, ModelFields):
     num_generations: int = field(default=4, metadata={"help": "answers sampled per prompt (k in RLOO)"})
-    beta: float = field(default=0.05, metadata={"help": "KL penalty coefficient to the SFT model (0: no reference model)"})
     normalize_advantages: bool = field(default=False, metadata={"help": "divide advantages by their std over the batch"})
 
 

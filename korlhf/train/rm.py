@@ -55,42 +55,28 @@ def train(cfg: Config, callbacks=()) -> dict:
     """Run the stage; returns the metrics written to ``metrics.json``."""
     from accelerate import PartialState
 
-    from korlhf.config import save_config
     from korlhf.models import load_reward_model, load_tokenizer
-    from korlhf.train.common import quantization_kwargs
+    from korlhf.train.common import quantization_kwargs, training_dtype
     from korlhf.train.data import load_split
-    from korlhf.train.output import (
-        CONFIG,
-        append_log,
-        prepare_output_dir,
-        read_log,
-        read_metrics,
-        run_finished,
-    )
-    from korlhf.train.sft import training_dtype
+    from korlhf.train.output import append_log, finished_earlier, open_output_dir, read_log, resuming
 
-    console = Console()
+    if (done := finished_earlier(cfg)) is not None:
+        return done
     out = Path(cfg.output_dir)
-    if cfg.resume and run_finished(out):
-        console.print(f"{out} already finished (metrics.json is there); --overwrite trains again")
-        return read_metrics(out)
     quant = quantization_kwargs(cfg)  # a clear QLoRA error before anything is loaded or written
     train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "preference",
                                              cfg.seed)
     args = training_args(cfg, has_eval=bool(eval_records))  # also sets up the processes (DDP, DeepSpeed)
-    checkpoint = prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    checkpoint = open_output_dir(cfg)
     main_process = PartialState().is_main_process
-    if main_process:
-        save_config(cfg, out / CONFIG)
     tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.template, cfg.trust_remote_code)
     with quiet_transformers():  # its "score.weight MISSING, train this model" report: that is what we do next
         model = load_reward_model(cfg.model_name_or_path, tokenizer, dtype=training_dtype(cfg.dtype),
                                   trust_remote_code=cfg.trust_remote_code, new_head=True, **quant)
     trainer = build_trainer(cfg, model, tokenizer, train_records, eval_records, callbacks, args)
     if main_process:
-        console.print(f"[bold]rm[/bold] {cfg.model_name_or_path}: {len(trainer.train_dataset):,} train rows "
-                      f"({cfg.loss} loss), {len(eval_records):,} eval records"
-                      + (f", resuming from {checkpoint.name}" if checkpoint else ""))
+        Console().print(f"[bold]rm[/bold] {cfg.model_name_or_path}: {len(trainer.train_dataset):,} train rows "
+                        f"({cfg.loss} loss), {len(eval_records):,} eval records{resuming(checkpoint)}")
     # Evaluate on the held-out records the eval loss sees: a truncated answer loses the EOS its score is read at.
     fitting = [r for r in eval_records if tokenize_answers(tokenizer, r["prompt"], r["responses"], cfg.max_length)]
     if fitting and checkpoint is None and main_process:
@@ -180,17 +166,17 @@ def build_trainer(cfg: Config, model, tokenizer, train_records, eval_records, ca
     from trl import RewardTrainer
 
     from korlhf.train.common import lora_config
-    from korlhf.train.output import AtomicCheckpoints, LogJsonl
+    from korlhf.train.output import LogJsonl, with_atomic_checkpoints
     from korlhf.train.rm_kwise import RankingTrainerMixin
 
     args = args or training_args(cfg, has_eval=bool(eval_records))
     if cfg.loss == "pairwise":
         make = lambda records: pairwise_dataset(records, tokenizer, cfg.max_length, cfg.margin_scale)  # noqa: E731
-        bases, extra = (AtomicCheckpoints, RewardTrainer), {}
+        trainer_cls, extra = with_atomic_checkpoints(RewardTrainer), {}
     else:
         make = lambda records: ranking_dataset(records, tokenizer, cfg.max_length)  # noqa: E731
-        bases, extra = (AtomicCheckpoints, RankingTrainerMixin, RewardTrainer), {"ranking_loss": cfg.loss}
-    trainer_cls = type("KorlhfRewardTrainer", bases, {})
+        trainer_cls = with_atomic_checkpoints(type("RankingRewardTrainer", (RankingTrainerMixin, RewardTrainer), {}))
+        extra = {"ranking_loss": cfg.loss}
     return trainer_cls(model=model, args=args, train_dataset=make(train_records),
                        eval_dataset=make(eval_records) if eval_records else None, processing_class=tokenizer,
                        peft_config=lora_config(cfg, "SEQ_CLS"), callbacks=[LogJsonl(cfg.output_dir), *callbacks],
@@ -250,14 +236,11 @@ def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics
         if start is not None:
             metrics["eval_pairwise_accuracy_start"] = start["eval_pairwise_accuracy"]
     settings = {"loss": cfg.loss, "margin_scale": cfg.margin_scale,
-                "center_rewards_coefficient": cfg.center_rewards_coefficient, "epochs": cfg.epochs,
-                "max_steps": cfg.max_steps, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
-                "processes": trainer.accelerator.num_processes, "learning_rate": cfg.learning_rate,
-                "max_length": cfg.max_length}
+                "center_rewards_coefficient": cfg.center_rewards_coefficient}
     usage = (f"from korlhf.models import load_reward_model, load_tokenizer\n"
              f"tokenizer = load_tokenizer({str(out)!r})\nreward_model = load_reward_model({str(out)!r}, tokenizer)\n"
              f"from korlhf.train.rm import reward_scores\n"
              f"print(reward_scores(reward_model, tokenizer, ['한국의 수도는?'], ['서울입니다.']))")
     finish_run(cfg, tokenizer, stage="reward-model", title=f"{out.name}: Korean reward model",
                train_records=train_records, eval_records=eval_records, metrics=metrics, settings=settings,
-               usage=usage)
+               processes=trainer.accelerator.num_processes, usage=usage)

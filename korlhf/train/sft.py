@@ -56,41 +56,28 @@ def train(cfg: Config, callbacks=()) -> dict:
     """Run the stage; returns the metrics written to ``metrics.json``. ``callbacks``: extra Trainer callbacks."""
     from accelerate import PartialState
 
-    from korlhf.config import save_config
     from korlhf.models import load_causal_lm, load_tokenizer
-    from korlhf.train.common import quantization_kwargs
+    from korlhf.train.common import quantization_kwargs, training_dtype
     from korlhf.train.data import load_split, sft_dataset
-    from korlhf.train.output import (
-        CONFIG,
-        prepare_output_dir,
-        read_log,
-        read_metrics,
-        run_finished,
-        template_label,
-    )
+    from korlhf.train.output import finished_earlier, open_output_dir, read_log, resuming, template_label
 
-    console = Console()
+    if (done := finished_earlier(cfg)) is not None:
+        return done
     out = Path(cfg.output_dir)
-    if cfg.resume and run_finished(out):
-        console.print(f"{out} already finished (metrics.json is there); --overwrite trains again")
-        return read_metrics(out)
     quant = quantization_kwargs(cfg)  # a clear QLoRA error before anything is loaded or written
     train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "sft", cfg.seed)
     train_data, eval_data = sft_dataset(train_records), sft_dataset(eval_records) if eval_records else None
     args = training_args(cfg, has_eval=eval_data is not None)  # also sets up the processes (DDP, DeepSpeed)
-    checkpoint = prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    checkpoint = open_output_dir(cfg)
     main_process = PartialState().is_main_process
-    if main_process:
-        save_config(cfg, out / CONFIG)
     tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.template, cfg.trust_remote_code)
     attention = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
     model = load_causal_lm(cfg.model_name_or_path, tokenizer, dtype=training_dtype(cfg.dtype),
                            trust_remote_code=cfg.trust_remote_code, **quant, **attention)
     trainer = build_trainer(cfg, model, tokenizer, train_data, eval_data, callbacks, args)
     if main_process:
-        console.print(f"[bold]sft[/bold] {cfg.model_name_or_path}: {len(trainer.train_dataset):,} train / "
-                      f"{len(eval_records):,} eval examples, template {template_label(tokenizer)}"
-                      + (f", resuming from {checkpoint.name}" if checkpoint else ""))
+        Console().print(f"[bold]sft[/bold] {cfg.model_name_or_path}: {len(trainer.train_dataset):,} train / "
+                      f"{len(eval_records):,} eval examples, template {template_label(tokenizer)}{resuming(checkpoint)}")
     if eval_records and checkpoint is None:
         trainer.evaluate()  # logged at step 0: the starting point of the eval loss
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -103,12 +90,6 @@ def train(cfg: Config, callbacks=()) -> dict:
         metrics.update(eval_summary(out, trainer.evaluate()))
     finish(cfg, trainer, tokenizer, train_records, eval_records, metrics)
     return metrics
-
-
-def training_dtype(dtype: str) -> str:
-    # Training keeps float32 master weights (mixed precision comes from bf16=True on a GPU), as TRL
-    # does; "auto" would train a float16 checkpoint in float16, which diverges.
-    return "float32" if dtype == "auto" else dtype
 
 
 def training_args(cfg: Config, has_eval: bool):
@@ -135,9 +116,9 @@ def build_trainer(cfg: Config, model, tokenizer, train_data, eval_data=None, cal
     from trl import SFTTrainer
 
     from korlhf.train.common import lora_config
-    from korlhf.train.output import AtomicCheckpoints, LogJsonl
+    from korlhf.train.output import LogJsonl, with_atomic_checkpoints
 
-    class KorlhfSFTTrainer(AtomicCheckpoints, SFTTrainer):
+    class KorlhfSFTTrainer(with_atomic_checkpoints(SFTTrainer)):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.accelerator.device.type == "cpu":
                 return plain_loss(self, model, inputs, return_outputs, num_items_in_batch)
@@ -203,18 +184,13 @@ def eval_summary(output_dir: Path, final: dict) -> dict:
 
 
 def finish(cfg: Config, trainer, tokenizer, train_records, eval_records, metrics: dict) -> None:
-    """Model + tokenizer, merged copy, model card, then metrics.json (last)."""
-    from korlhf.models import load_causal_lm
+    """Model + tokenizer (merged copy with LoRA + merge), model card, metrics.json last."""
     from korlhf.train.output import finish_run, save_model_dir
 
     out = Path(cfg.output_dir)
-    save_model_dir(trainer, tokenizer, out, cfg.merge, load_merged=lambda path, tok: load_causal_lm(path, tok))
-    if not trainer.accelerator.is_main_process:
-        return
-    settings = {"epochs": cfg.epochs, "max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
-                "grad_accum": cfg.grad_accum, "processes": trainer.accelerator.num_processes,
-                "learning_rate": cfg.learning_rate, "max_length": cfg.max_length,
-                "batching": "packed" if cfg.packing else "length-grouped" if cfg.group_by_length else "random",
-                "neftune_noise_alpha": cfg.neftune_noise_alpha}
-    finish_run(cfg, tokenizer, stage="sft", title=f"{out.name}: Korean SFT model", train_records=train_records,
-               eval_records=eval_records, metrics=metrics, settings=settings)
+    save_model_dir(trainer, tokenizer, out, cfg.merge)
+    if trainer.accelerator.is_main_process:
+        batching = "packed" if cfg.packing else "length-grouped" if cfg.group_by_length else "random"
+        finish_run(cfg, tokenizer, stage="sft", title=f"{out.name}: Korean SFT model", train_records=train_records,
+                   eval_records=eval_records, metrics=metrics, processes=trainer.accelerator.num_processes,
+                   settings={"batching": batching, "neftune_noise_alpha": cfg.neftune_noise_alpha})

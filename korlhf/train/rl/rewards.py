@@ -11,7 +11,7 @@ text, named in the config:
 - ``complete``: 1.0 if the response ends like a finished Korean sentence (`korlhf.text.looks_truncated`)
 - ``package.module:function``: your own ``function(prompt: str, response: str) -> float``
 
-The total reward is the reward-model score plus the sum of the rules.
+The total reward is the reward-model score plus the rules, each times its weight (default 1).
 """
 
 from __future__ import annotations
@@ -63,11 +63,15 @@ class RewardScorer:
     """
 
     def __init__(self, reward_model=None, tokenizer=None, rules: Sequence[str] = (), batch_size: int = 16,
-                 max_length: int = 1024, context: Callable | None = None):
+                 max_length: int = 1024, context: Callable | None = None, weights: Sequence[float] = ()):
         if reward_model is None and not rules:
             raise KorlhfError("no reward: set reward_model (a `korlhf train rm` output) and/or reward_rules")
         self.model, self.tokenizer = reward_model, tokenizer
         self.rules = [(name, parse_rule(name)) for name in rules]
+        # One weight per reward, the model's first (TRL's reward_weights order); none given: all 1.
+        weights = list(weights) or [1.0] * (int(reward_model is not None) + len(self.rules))
+        self.model_weight = weights.pop(0) if reward_model is not None else 0.0
+        self.rule_weights = weights
         self.batch_size, self.max_length = batch_size, max_length
         self.context = context or nullcontext
 
@@ -80,9 +84,10 @@ class RewardScorer:
         conversations = [to_messages(p) if isinstance(p, str) else p for p in prompts]
         total = torch.zeros(len(responses))
         if self.model is not None:
-            total += self.model_scores(conversations, responses)
-        for _, rule in self.rules:
-            total += torch.tensor([float(rule(c[-1]["content"], r)) for c, r in zip(conversations, responses, strict=True)])
+            total += self.model_weight * self.model_scores(conversations, responses)
+        for (_, rule), weight in zip(self.rules, self.rule_weights, strict=True):
+            total += weight * torch.tensor([float(rule(c[-1]["content"], r))
+                                            for c, r in zip(conversations, responses, strict=True)])
         return total
 
     def model_scores(self, conversations: Sequence[list[dict]], responses: Sequence[str]):
@@ -124,8 +129,7 @@ class TRLReward:
 
 
 def trl_rewards(reward_model=None, tokenizer=None, rules: Sequence[str] = (), batch_size: int = 16) -> list[TRLReward]:
-    """The reward model (if any) and each rule as separate TRL reward functions (summed by TRL)."""
-    if reward_model is None and not rules:
-        raise KorlhfError("no reward: set reward_model (a `korlhf train rm` output) and/or reward_rules")
+    """The reward model (if any) and each rule as separate TRL reward functions (TRL sums them,
+    weighted by its ``reward_weights``)."""
     functions = [TRLReward("reward_model", RewardScorer(reward_model, tokenizer, batch_size=batch_size))] if reward_model is not None else []
     return functions + [TRLReward(rule, RewardScorer(rules=[rule])) for rule in rules]

@@ -102,8 +102,7 @@ def load_ppo_models(cfg) -> PPOModels:
     from peft import get_peft_model
 
     from korlhf.models import load_causal_lm, load_reward_model, load_tokenizer
-    from korlhf.train.common import lora_config, quantization_kwargs
-    from korlhf.train.sft import training_dtype
+    from korlhf.train.common import lora_config, quantization_kwargs, training_dtype
 
     quant = quantization_kwargs(cfg)
     tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.template, cfg.trust_remote_code)

@@ -1,4 +1,4 @@
-"""What PPO reads: prompts (rendered with the policy's chat template) and, for PPO-ptx, SFT examples.
+"""What online RL reads: prompt conversations (rendered with the policy's chat template), and their order.
 
 Which prompts a process samples at a step is a pure function of (seed, step, rank), so a resumed
 run draws exactly the prompts the uninterrupted run would have, with no data-loader state.
@@ -62,34 +62,3 @@ def prompt_indices(step: int, n: int, batch: int, world: int, rank: int, seed: i
     """Indices of the prompts process ``rank`` samples at ``step`` (1-based): a fresh seeded shuffle per epoch."""
     start = ((step - 1) * world + rank) * batch
     return [_permutation(n, seed, i // n)[i % n] for i in range(start, start + batch)]
-
-
-class PtxData:
-    """SFT examples for PPO-ptx, tokenized once; loss only on assistant tokens (the template's generation markers)."""
-
-    def __init__(self, files: list[str], tokenizer, max_length: int, seed: int, rank: int):
-        import torch
-
-        from korlhf.records import load_records
-        from korlhf.train.data import sft_messages
-
-        self.examples = []
-        for i, record in enumerate(load_records(files, "sft")):
-            encoded = tokenizer.apply_chat_template(sft_messages(record, i), tokenize=True, return_dict=True,
-                                                    return_assistant_tokens_mask=True)
-            ids = torch.tensor(encoded["input_ids"][:max_length])
-            labels = ids.masked_fill(torch.tensor(encoded["assistant_masks"][:max_length]) == 0, -100)
-            self.examples.append((ids, labels))
-        self.pad_id, self.seed, self.rank = tokenizer.pad_token_id, seed, rank
-
-    def batch(self, step: int, micro_step: int, size: int, device) -> dict:
-        """``size`` examples drawn with a seed fixed by (seed, rank, step, micro_step); right-padded."""
-        import torch
-        from torch.nn.utils.rnn import pad_sequence
-
-        generator = torch.Generator().manual_seed(hash((self.seed, self.rank, step, micro_step)) % 2**63)
-        picks = torch.randint(len(self.examples), (size,), generator=generator).tolist()
-        ids = pad_sequence([self.examples[i][0] for i in picks], batch_first=True, padding_value=self.pad_id)
-        labels = pad_sequence([self.examples[i][1] for i in picks], batch_first=True, padding_value=-100)
-        return {"input_ids": ids.to(device), "attention_mask": (ids != self.pad_id).long().to(device),
-                "labels": labels.to(device)}

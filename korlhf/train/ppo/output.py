@@ -9,32 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from korlhf.train.ppo_rollout import sample
-
 WINDOW = 5  # steps averaged for the start/end figures in metrics.json (one step's reward is noisy)
-
-
-@torch.no_grad()
-def evaluate(policy, tokenizer, prompts: list, scorer, gen_config, batch_size: int, seed: int) -> float:
-    """Mean reward of one sampled response per held-out prompt, with a fixed seed.
-
-    The global RNG is forked, so evaluating does not change what training samples next (resume
-    stays exact) and every evaluation draws with the same seed (before/after are comparable).
-    PPO, GRPO and RLOO all report this number, so their runs compare directly.
-    """
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    device = next(policy.parameters()).device
-    scores, was_training = [], policy.training
-    policy.eval()
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        for start in range(0, len(prompts), batch_size):
-            rollout = sample(policy, tokenizer, prompts[start:start + batch_size], gen_config, device)
-            scores.append(scorer(rollout.prompts, rollout.responses))
-    policy.train(was_training)
-    return torch.cat(scores).mean().item()
 
 
 def print_samples(log, step: int, rollout, scores, n: int, is_main: bool) -> None:
@@ -74,20 +49,26 @@ def summarize(history: list[dict], steps: int) -> dict:
     return metrics
 
 
-def write_outputs(cfg, accelerator, actor_critic, tokenizer, history: list[dict], sources: dict) -> dict:
+def write_outputs(cfg, accelerator, actor_critic, tokenizer, history: list[dict], steps: int,
+                  train_records: list[dict], eval_records: list[dict]) -> dict:
     """Policy, tokenizer, value model, model card, then metrics.json (last). Returns the metrics."""
-    from korlhf.train.output import remove_checkpoints, write_metrics
+    from korlhf.train.output import finish_run
 
-    metrics = summarize(history, cfg.steps)
+    metrics = summarize(history, steps)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out = Path(cfg.output_dir)
         layout = save_policy(cfg, actor_critic.policy, tokenizer, out)
         save_value(actor_critic, out)
-        write_card(cfg, out, tokenizer, metrics, sources, layout)
-        write_metrics(out, metrics)
-        if not cfg.keep_checkpoints:
-            remove_checkpoints(out)
+        reward = " + ".join([*([f"reward model `{cfg.reward_model}`"] if cfg.reward_model else []),
+                             *[f"rule `{r}`" for r in cfg.reward_rules]])
+        settings = {"saved": layout, "reward": reward, "value model": cfg.value_model,
+                    "rollout_batch_size": cfg.rollout_batch_size, "ppo_epochs": cfg.ppo_epochs,
+                    "kl_coef": cfg.kl_coef, "kl_estimator": cfg.kl_estimator, "target_kl": cfg.target_kl,
+                    "max_new_tokens": cfg.max_new_tokens, "ptx_coef": cfg.ptx_coef}
+        finish_run(cfg, tokenizer, stage="ppo", title=f"{out.name}: Korean PPO policy", train_records=train_records,
+                   eval_records=eval_records, metrics=metrics, settings=settings,
+                   processes=accelerator.num_processes)
     accelerator.wait_for_everyone()
     return metrics
 
@@ -120,19 +101,3 @@ def save_value(actor_critic, out: Path) -> None:
 
         save_file({k: v.contiguous() for k, v in actor_critic.value_head.state_dict().items()},
                   str(out / "value_head.safetensors"))
-
-
-def write_card(cfg, out: Path, tokenizer, metrics: dict, sources: dict, layout: str) -> None:
-    from korlhf.train.common import command_line
-    from korlhf.train.output import causal_lm_usage, lora_label, template_label, write_model_card
-
-    reward = " + ".join([*([f"reward model `{cfg.reward_model}`"] if cfg.reward_model else []),
-                         *[f"rule `{r}`" for r in cfg.reward_rules]])
-    settings = {"saved": layout, "reward": reward, "value model": cfg.value_model, "steps": cfg.steps,
-                "rollout_batch_size": cfg.rollout_batch_size, "mini_batch_size": cfg.mini_batch_size,
-                "ppo_epochs": cfg.ppo_epochs, "learning_rate": cfg.learning_rate, "kl_coef": cfg.kl_coef,
-                "kl_estimator": cfg.kl_estimator, "target_kl": cfg.target_kl, "max_new_tokens": cfg.max_new_tokens,
-                "lora": lora_label(cfg), "ptx_coef": cfg.ptx_coef, "seed": cfg.seed}
-    write_model_card(out, stage="ppo", title=f"{out.name}: Korean PPO policy", base_model=cfg.model_name_or_path,
-                     template=template_label(tokenizer), data=sources,
-                     metrics=metrics, settings=settings, usage=causal_lm_usage(out), command=command_line())

@@ -3,12 +3,12 @@
 TRL removed its PPO trainer, so this is PPO written out on torch + transformers + accelerate:
 
 1. load the policy (the SFT output), its frozen reference, a value model and the reward model
-   (`korlhf.train.ppo_models`);
-2. each step, sample one response per prompt with the SFT chat template (`ppo_rollout`), score it
-   (`ppo_rewards`), and turn scores into per-token rewards with a KL penalty and GAE advantages
-   (`ppo_math`);
+   (`korlhf.train.ppo.models`);
+2. each step, sample one response per prompt with the SFT chat template (`korlhf.train.rl.rollout`),
+   score it (`korlhf.train.rl.rewards`), and turn scores into per-token rewards with a KL penalty
+   and GAE advantages (`korlhf.train.ppo.math`);
 3. ``ppo_epochs`` passes of clipped-surrogate + clipped-value updates over shuffled mini-batches;
-4. log every step, save resumable checkpoints (`ppo_checkpoint`), and write the output folder.
+4. log every step, save resumable checkpoints (`korlhf.train.ppo.checkpoint`), and write the output folder.
 
 Runs as is under ``accelerate launch`` (each process samples its own share of prompts).
 """
@@ -18,43 +18,26 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from korlhf.train.common import ModelFields, RunFields
+from korlhf.train.fields import OptimFields
+from korlhf.train.rl.fields import RLFields
 
 
 @dataclass(kw_only=True)
-class Config(RunFields, ModelFields):
-    train_files: list[str] = field(metadata={"help": "prompt records (JSON Lines with 'prompt'); sft/preference files work too"})
-    eval_files: list[str] = field(default_factory=list, metadata={
-        "help": "held-out prompts, whose mean reward is measured before, every eval_steps and after training; "
-                "default: a seeded eval_fraction of train_files"})
-    eval_fraction: float = field(default=0.05, metadata={"help": "share of train prompts held out when eval_files is empty (0: none)"})
-    reward_model: str | None = field(default=None, metadata={"help": "`korlhf train rm` output (loaded with its trained head)"})
-    reward_rules: list[str] = field(default_factory=list, metadata={
-        "help": "rule rewards added to the reward model's score: hangul, no_refusal, complete, contains:WORD, module:function"})
+class Config(RLFields, OptimFields, RunFields, ModelFields):
     value_model: str = field(default="auto", metadata={
         "help": "reward: value model initialised from the reward model (InstructGPT); shared: a value head on the policy; "
                 "auto: reward if there is a reward model with the policy's tokenizer, else shared"})
-    steps: int = field(default=100, metadata={"help": "PPO iterations (rollout + update)"})
-    rollout_batch_size: int = field(default=16, metadata={"help": "prompts sampled per iteration (per process)"})
-    mini_batch_size: int = field(default=8, metadata={"help": "sequences per optimizer step"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per mini-batch"})
+    rollout_batch_size: int = field(default=16, metadata={
+        "help": "prompts sampled per step and process; a multiple of batch_size x grad_accum (the mini-batch)"})
     ppo_epochs: int = field(default=4, metadata={"help": "passes over each rollout batch"})
-    learning_rate: float = field(default=1e-5, metadata={"help": "policy learning rate (AdamW)"})
     value_learning_rate: float | None = field(default=None, metadata={
         "help": "value model learning rate (default: 10 x learning_rate: a fresh value head must fit returns "
                 "within a few steps, or advantages stay noise)"})
-    lr_scheduler_type: str = field(default="constant", metadata={"help": "constant, linear, cosine (transformers schedulers)"})
-    warmup_steps: int = field(default=0, metadata={"help": "optimizer steps of linear warm-up"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: off)"})
-    max_prompt_length: int = field(default=256, metadata={"help": "longer prompts (in tokens, templated) are skipped and listed"})
-    max_new_tokens: int = field(default=64, metadata={"help": "response length limit"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (log-probs use the same)"})
     missing_eos_penalty: float | None = field(default=None, metadata={
         "help": "subtracted from the score of a response that hits max_new_tokens without EOS"})
-    kl_coef: float = field(default=0.05, metadata={"help": "initial KL penalty coefficient (beta)"})
     kl_estimator: str = field(default="k1", metadata={"help": "per-token KL estimator: k1 (log p/q) or k3 (non-negative)"})
     target_kl: float | None = field(default=None, metadata={"help": "adaptive KL controller target (None: fixed kl_coef)"})
     kl_horizon: float = field(default=10000.0, metadata={"help": "adaptive KL controller horizon (Ziegler et al. 2019)"})
@@ -63,38 +46,33 @@ class Config(RunFields, ModelFields):
     whiten_advantages: bool = field(default=True, metadata={"help": "whiten advantages over the batch"})
     gamma: float = field(default=1.0, metadata={"help": "discount"})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
-    cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip epsilon"})
     cliprange_value: float = field(default=0.2, metadata={"help": "value clip range"})
     vf_coef: float = field(default=0.1, metadata={"help": "value loss weight"})
     ent_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight"})
     ptx_coef: float = field(default=0.0, metadata={"help": "PPO-ptx: weight of the SFT loss mixed into each update"})
     ptx_files: list[str] = field(default_factory=list, metadata={"help": "sft records for PPO-ptx"})
-    logging_steps: int = field(default=1, metadata={"help": "print a metrics line every N steps (log.jsonl gets every step)"})
     sample_steps: int = field(default=10, metadata={"help": "print and save a table of sample responses every N steps"})
     num_samples: int = field(default=4, metadata={"help": "rows in the sample table"})
-    eval_steps: int = field(default=0, metadata={"help": "measure held-out reward every N steps (0: only before and after)"})
-    save_steps: int = field(default=0, metadata={"help": "save a resumable checkpoint every N steps (0: none)"})
-    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (0: all)"})
-    resume: bool = field(default=False, metadata={
-        "help": "continue from the latest complete checkpoint in output_dir (starts fresh if there is none)"})
-    overwrite: bool = field(default=False, metadata={"help": "discard an earlier run in output_dir and start over"})
-    keep_checkpoints: bool = field(default=False, metadata={
-        "help": "keep checkpoint-N folders once the run has finished (they are only needed to resume)"})
-    merge: bool = field(default=False, metadata={"help": "with LoRA, also save the merged model in output_dir/merged"})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.value_model not in ("auto", "reward", "shared"):
             raise ValueError(f"value_model must be auto, reward or shared; got {self.value_model!r}")
+        if self.value_model == "reward" and not self.reward_model:
+            raise ValueError("value_model: reward needs reward_model (a `korlhf train rm` output); "
+                             "with rule rewards only, set value_model: shared")
         if self.kl_estimator not in ("k1", "k3"):
             raise ValueError(f"kl_estimator must be k1 or k3; got {self.kl_estimator!r}")
-        if self.mini_batch_size % self.gradient_accumulation_steps:
-            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) must be a multiple of "
-                             f"gradient_accumulation_steps ({self.gradient_accumulation_steps})")
-        if self.rollout_batch_size % self.mini_batch_size:
+        if self.rollout_batch_size % self.mini_batch:
             raise ValueError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
-                             f"mini_batch_size ({self.mini_batch_size})")
+                             f"batch_size x grad_accum ({self.batch_size} x {self.grad_accum} = {self.mini_batch})")
         if self.ptx_coef > 0 and not self.ptx_files:
             raise ValueError("ptx_coef > 0 needs ptx_files (sft records)")
+
+    @property
+    def mini_batch(self) -> int:
+        """Sequences per optimizer step (per process): ``batch_size`` micro-batches x ``grad_accum``."""
+        return self.batch_size * self.grad_accum
 
 
 def main(cfg: Config) -> dict:
@@ -103,68 +81,48 @@ def main(cfg: Config) -> dict:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from korlhf.config import save_config
-    from korlhf.train.data import load_split, source_counts
-    from korlhf.train.output import CONFIG, prepare_output_dir, read_metrics, run_finished
-    from korlhf.train.ppo_checkpoint import RunLog, load_checkpoint, save_checkpoint
-    from korlhf.train.ppo_data import PtxData, load_prompts, prompt_indices
-    from korlhf.train.ppo_math import KLController
-    from korlhf.train.ppo_models import load_ppo_models
-    from korlhf.train.ppo_output import evaluate, print_samples, write_outputs
-    from korlhf.train.ppo_rewards import RewardScorer
-    from korlhf.train.ppo_rollout import generation_config
+    from korlhf.train.data import load_split
+    from korlhf.train.output import finished_earlier, open_output_dir, resuming
+    from korlhf.train.ppo.checkpoint import RunLog, load_checkpoint, save_checkpoint
+    from korlhf.train.ppo.output import print_samples, write_outputs
+    from korlhf.train.rl.evaluate import evaluate
+    from korlhf.train.rl.prompts import prompt_indices
 
-    out = Path(cfg.output_dir)
-    if cfg.resume and run_finished(out):
-        print(f"{out} already finished (metrics.json is there); --overwrite trains again")
-        return read_metrics(out)
+    if (done := finished_earlier(cfg)) is not None:
+        return done
     # cpu=True without a GPU, as TRL stages get from device_kwargs(): otherwise `accelerate launch`
     # on CPUs leaves every process believing it is alone (DistributedType.NO).
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, cpu=not torch.cuda.is_available(),
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available(),
                               log_with=cfg.report_to or None, project_dir=cfg.output_dir)
-    checkpoint = prepare_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
-    if accelerator.is_main_process:
-        save_config(cfg, out / CONFIG)
+    checkpoint = open_output_dir(cfg)
     set_seed(cfg.seed)
     train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "prompt", cfg.seed)
-    models = load_ppo_models(cfg)
-    tokenizer = models.tokenizer
-    prompts = load_prompts(train_records, tokenizer, cfg.max_prompt_length, cfg.output_dir, "train")
-    eval_prompts = load_prompts(eval_records, tokenizer, cfg.max_prompt_length, cfg.output_dir, "eval")
-    ptx = (PtxData(cfg.ptx_files, tokenizer, cfg.max_prompt_length + cfg.max_new_tokens, cfg.seed,
-                   accelerator.process_index) if cfg.ptx_coef > 0 else None)
-    scorer = RewardScorer(models.reward_model, models.reward_tokenizer, cfg.reward_rules,
-                          batch_size=cfg.mini_batch_size, context=models.reward_context)
-
-    optimizer, scheduler = make_optimizer(cfg, models.actor_critic)
-    actor_critic, optimizer = accelerator.prepare(models.actor_critic, optimizer)
-    for frozen in (models.reference, models.reward_model):
-        if frozen is not None:
-            frozen.to(accelerator.device)
-    kl_ctl = KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
-    accelerator.register_for_checkpointing(kl_ctl, scheduler)
+    run, prompts, eval_prompts = setup(cfg, accelerator, train_records, eval_records)
+    total = total_steps(cfg, len(prompts), accelerator.num_processes)
+    run.optimizer, run.scheduler = make_optimizer(cfg, run.models.actor_critic, total)
+    run.actor_critic, run.optimizer = accelerator.prepare(run.models.actor_critic, run.optimizer)
+    run.unwrapped = accelerator.unwrap_model(run.actor_critic)
+    accelerator.register_for_checkpointing(run.kl_ctl, run.scheduler)
     start = load_checkpoint(accelerator, checkpoint) if checkpoint else 0
-    log = RunLog(out, accelerator, start if checkpoint else None)
+    log = RunLog(cfg.output_dir, accelerator, start if checkpoint else None)
     accelerator.init_trackers("korlhf-ppo", config=tracker_config(cfg))
-    unwrapped = accelerator.unwrap_model(actor_critic)
-    gen_config = generation_config(tokenizer, cfg.max_new_tokens, cfg.temperature)
     accelerator.print(f"ppo {cfg.model_name_or_path}: {len(prompts):,} train / {len(eval_prompts):,} eval prompts, "
-                      f"{accelerator.num_processes} process(es)" + (f", resuming from {checkpoint.name}" if checkpoint else ""))
+                      f"{total} steps, {accelerator.num_processes} process(es){resuming(checkpoint)}")
 
     def held_out_reward() -> float:
-        return evaluate(unwrapped.policy, tokenizer, eval_prompts, scorer, gen_config, cfg.rollout_batch_size, cfg.seed)
+        return evaluate(run.unwrapped.policy, run.models.tokenizer, eval_prompts, run.scorer, run.gen_config,
+                        cfg.rollout_batch_size, cfg.seed)
 
     if eval_prompts and not checkpoint:
         log.log({"step": 0, "eval/reward": held_out_reward()})
     # tqdm reads TQDM_DISABLE only for arguments left unset, so `disable` is passed off the main process only.
-    progress = tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="ppo",
+    progress = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="ppo",
                     **({} if accelerator.is_main_process else {"disable": True}))
-    run = Run(accelerator, models, actor_critic, unwrapped, optimizer, scheduler, scorer, kl_ctl, gen_config, ptx)
     for step in progress:
         batch = [prompts[i] for i in prompt_indices(step, len(prompts), cfg.rollout_batch_size,
                                                     accelerator.num_processes, accelerator.process_index, cfg.seed)]
         metrics, rollout, scores = ppo_step(cfg, run, batch, step)
-        if eval_prompts and (step == cfg.steps or (cfg.eval_steps and step % cfg.eval_steps == 0)):
+        if eval_prompts and (step == total or (cfg.eval_steps and step % cfg.eval_steps == 0)):
             metrics["eval/reward"] = held_out_reward()
         log.log(metrics)
         progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['kl/mean']:.3f}")
@@ -172,13 +130,49 @@ def main(cfg: Config) -> dict:
             progress.write(format_metrics(metrics))
         if cfg.sample_steps and (step % cfg.sample_steps == 0 or step == 1):
             print_samples(log, step, rollout, scores, cfg.num_samples, accelerator.is_main_process)
-        if cfg.save_steps and step % cfg.save_steps == 0 and step < cfg.steps:
-            save_checkpoint(accelerator, out, step, cfg.save_total_limit)
+        if cfg.save_steps and step % cfg.save_steps == 0 and step < total:
+            save_checkpoint(accelerator, cfg.output_dir, step, cfg.save_total_limit)
 
-    sources = {"train": source_counts(train_records), "eval": source_counts(eval_records)}
-    metrics = write_outputs(cfg, accelerator, unwrapped, tokenizer, log.history(), sources)
+    metrics = write_outputs(cfg, accelerator, run.unwrapped, run.models.tokenizer, log.history(), total,
+                            train_records, eval_records)
     accelerator.end_training()  # last: it closes the trackers and the process group
     return metrics
+
+
+def setup(cfg: Config, accelerator, train_records: list[dict], eval_records: list[dict]):
+    """Models, prompts, PPO-ptx data, reward scorer, KL controller and sampling settings.
+    -> (`Run` without its optimizer yet, train prompts, eval prompts)."""
+    from korlhf.train.ppo.math import KLController
+    from korlhf.train.ppo.models import load_ppo_models
+    from korlhf.train.ppo.ptx import PtxData
+    from korlhf.train.rl.prompts import load_prompts
+    from korlhf.train.rl.rewards import RewardScorer
+    from korlhf.train.rl.rollout import generation_config
+
+    models = load_ppo_models(cfg)
+    tokenizer = models.tokenizer
+    prompts = load_prompts(train_records, tokenizer, cfg.max_prompt_length, cfg.output_dir, "train")
+    eval_prompts = load_prompts(eval_records, tokenizer, cfg.max_prompt_length, cfg.output_dir, "eval")
+    ptx = (PtxData(cfg.ptx_files, tokenizer, cfg.max_prompt_length + cfg.max_new_tokens, cfg.seed,
+                   accelerator.process_index) if cfg.ptx_coef > 0 else None)
+    scorer = RewardScorer(models.reward_model, models.reward_tokenizer, cfg.reward_rules,
+                          batch_size=cfg.batch_size, weights=cfg.reward_weights, context=models.reward_context)
+    for frozen in (models.reference, models.reward_model):
+        if frozen is not None:
+            frozen.to(accelerator.device)
+    run = Run(accelerator, models, None, None, None, None, scorer,
+              KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon),
+              generation_config(tokenizer, cfg.max_new_tokens, cfg.temperature), ptx)
+    return run, prompts, eval_prompts
+
+
+def total_steps(cfg: Config, n_prompts: int, processes: int) -> int:
+    """``max_steps``, or with -1 the steps that take ``epochs`` passes over the prompts."""
+    import math
+
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return max(1, math.ceil(cfg.epochs * n_prompts / (cfg.rollout_batch_size * processes)))
 
 
 @dataclass
@@ -201,7 +195,8 @@ def ppo_step(cfg: Config, run: Run, prompts: list, step: int) -> tuple[dict, obj
     """Sample, score, update: one PPO iteration. -> (metrics, rollout, raw scores)."""
     import torch
 
-    from korlhf.train.ppo_rollout import sample, score_tokens
+    from korlhf.train.ppo.scoring import score_tokens
+    from korlhf.train.rl.rollout import sample
 
     accelerator, unwrapped = run.accelerator, run.unwrapped
     t0 = time.perf_counter()
@@ -211,7 +206,7 @@ def ppo_step(cfg: Config, run: Run, prompts: list, step: int) -> tuple[dict, obj
     raw_scores = run.scorer(rollout.prompts, rollout.responses).to(accelerator.device)
     scores = adjust_scores(cfg, raw_scores, rollout.ended)
     tokens = score_tokens(unwrapped, lambda: run.models.reference_context(unwrapped), rollout, cfg.temperature,
-                          cfg.mini_batch_size)
+                          cfg.batch_size)
     experience, rollout_stats = make_experience(cfg, rollout, scores, tokens, run.kl_ctl.value)
     t2 = time.perf_counter()
     update_stats = ppo_update(cfg, accelerator, run.actor_critic, run.optimizer, run.scheduler, rollout, experience,
@@ -238,7 +233,7 @@ def adjust_scores(cfg: Config, scores, ended):
     return scores
 
 
-def make_optimizer(cfg: Config, actor_critic):
+def make_optimizer(cfg: Config, actor_critic, total: int):
     """AdamW with the policy and value parameters in two groups (their own learning rates), and a schedule."""
     import torch
     from transformers import get_scheduler
@@ -247,9 +242,9 @@ def make_optimizer(cfg: Config, actor_critic):
     policy_params = [p for n, p in actor_critic.named_parameters() if p.requires_grad and n.startswith("policy.")]
     groups = [{"params": policy_params, "lr": cfg.learning_rate},
               {"params": value_params, "lr": value_lr(cfg)}]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
-    updates = cfg.steps * cfg.ppo_epochs * (cfg.rollout_batch_size // cfg.mini_batch_size)
-    scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer, num_warmup_steps=cfg.warmup_steps,
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    updates = total * cfg.ppo_epochs * (cfg.rollout_batch_size // cfg.mini_batch)
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=round(cfg.warmup_ratio * updates),
                               num_training_steps=updates)
     return optimizer, scheduler
 
@@ -266,7 +261,7 @@ def value_lr(cfg: Config) -> float:
 
 def make_experience(cfg: Config, rollout, scores, tokens: dict, kl_coef: float) -> tuple[dict, dict]:
     """Per-token rewards (score - beta * KL), GAE advantages and returns; plus the rollout's metrics."""
-    from korlhf.train.ppo_math import (
+    from korlhf.train.ppo.math import (
         explained_variance,
         gae,
         kl_estimate,
@@ -295,16 +290,16 @@ def make_experience(cfg: Config, rollout, scores, tokens: dict, kl_coef: float) 
 
 
 def ppo_update(cfg: Config, accelerator, actor_critic, optimizer, scheduler, rollout, exp: dict, ptx, step: int) -> dict:
-    """``ppo_epochs`` passes over shuffled mini-batches, ``gradient_accumulation_steps`` micro-batches each."""
+    """``ppo_epochs`` passes over shuffled mini-batches, ``grad_accum`` micro-batches of ``batch_size`` each."""
     import torch
 
-    from korlhf.train.ppo_math import masked_mean, policy_loss, value_loss
-    from korlhf.train.ppo_rollout import keep_logits, response_slice, token_logprobs
+    from korlhf.train.ppo.math import masked_mean, policy_loss, value_loss
+    from korlhf.train.ppo.scoring import keep_logits, response_slice, token_logprobs
 
     actor_critic.train()
     stats = defaultdict(list)
     size = rollout.response_ids.shape[0]
-    micro = cfg.mini_batch_size // cfg.gradient_accumulation_steps
+    micro = cfg.batch_size
     micro_step = 0
     keep = keep_logits(accelerator.unwrap_model(actor_critic).policy, rollout)
     for _ in range(cfg.ppo_epochs):
