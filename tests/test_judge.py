@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from korlhf.evaluation import judge
 from korlhf.evaluation.judge_data import parse_rating, parse_winner
 from korlhf.label.cache import JudgeCache
 from korlhf.records import read_jsonl
-from korlhf.text import hangul_ratio
 
 KEY = "sk-korlhf-judge-test-SECRET"
 KOREAN, ENGLISH = "서울은 대한민국의 수도입니다.", "Seoul is the capital of Korea."
@@ -33,19 +31,6 @@ def api_key(monkeypatch):
 def write(path, rows):
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return str(path)
-
-
-def mt_judge(body: dict) -> str:
-    """hangul_judge, extended to the multi-turn layout: the last answer of each assistant counts."""
-    user = body["messages"][-1]["content"]
-    if "<|어시스턴트" not in user:
-        return hangul_judge(body)
-    last = {who: re.findall(rf"### 어시스턴트 {who}:\n(.*?)\n\n", user, re.S)[-1]
-            for who in "AB" if f"### 어시스턴트 {who}:" in user}
-    if "B" not in last:
-        return f"둘째 답변을 보았습니다. 점수: [[{1 + round(9 * hangul_ratio(last['A']))}]]"
-    a, b = hangul_ratio(last["A"]), hangul_ratio(last["B"])
-    return "[[A]]" if a > b else "[[B]]" if b > a else "[[C]]"
 
 
 @pytest.fixture
@@ -86,7 +71,7 @@ def test_parsers_read_verdicts_as_fastchat_does():
 
 
 def test_single_grading_per_turn_with_references_and_exact_prompts(tmp_path, bench):
-    with JudgeServer(mt_judge, key=KEY) as server:
+    with JudgeServer(hangul_judge, key=KEY) as server:
         results = judge.main(config(tmp_path, server, [bench["sft"], bench["base"]], questions=bench["questions"]))
         # 2 models x (2 + 2 + 1 turns), less one: both models answered turn 1 of question 81 alike,
         # and the identical request is asked once
@@ -131,7 +116,7 @@ def test_single_grading_per_turn_with_references_and_exact_prompts(tmp_path, ben
 
 
 def test_pairwise_both_orders_and_win_rate_against_a_baseline(tmp_path, bench):
-    with JudgeServer(mt_judge, key=KEY) as server:
+    with JudgeServer(hangul_judge, key=KEY) as server:
         results = judge.main(config(tmp_path, server, [bench["sft"], bench["base"]], mode="pairwise",
                                     baseline="base"))
         # 5 turns x both orders, less one: turn 1 of question 81 has the same answer twice, so both orders
@@ -168,7 +153,7 @@ def test_faults_are_retried_and_bad_verdicts_never_guessed(tmp_path, bench):
     replies = iter(["점수: [[11]]", "점수를 매기기 어렵습니다.", "점수: [[0]]"])
 
     def sloppy(body):  # three bad verdicts first, then a real judge
-        return next(replies, None) or mt_judge(body)
+        return next(replies, None) or hangul_judge(body)
 
     faults = ["429", "500", "malformed", "empty"]
     with JudgeServer(sloppy, key=KEY, faults=faults, retry_after="0") as server:
@@ -179,7 +164,7 @@ def test_faults_are_retried_and_bad_verdicts_never_guessed(tmp_path, bench):
     assert sorted(scores) == [-1, -1, -1, 10.0, 10.0] and results["failed"] == 3
     assert results["table"]["rows"][0]["judged"] == 2 and results["table"]["rows"][0]["average"] == 10.0
     # temperature 0: the bad verdicts are cached answers; a rerun asks nothing again
-    with JudgeServer(mt_judge, key=KEY) as server:
+    with JudgeServer(hangul_judge, key=KEY) as server:
         again = judge.main(config(tmp_path, server, [bench["sft"]], questions=bench["questions"]))
         assert server.outcomes() == {} and again["api"]["cache_hits"] == 5
 
@@ -200,7 +185,7 @@ def test_killed_run_resumes_without_asking_twice(tmp_path, bench):
     many = write(tmp_path / "many.jsonl", [
         {"question_id": i, "category": "writing", "turns": [f"{i}번 질문"],
          "choices": [{"index": 0, "turns": [f"{i}번 답: {KOREAN}"]}]} for i in range(12)])
-    with JudgeServer(mt_judge, key=KEY, gate_after=5) as server:
+    with JudgeServer(hangul_judge, key=KEY, gate_after=5) as server:
         cfg = config(tmp_path, server, [many])
         args = [f"--{k}={v}" for k, v in [("answers", many), ("output_dir", cfg.output_dir),
                                           ("base_url", cfg.base_url), ("judge_model", cfg.judge_model),
@@ -228,7 +213,7 @@ def test_killed_run_resumes_without_asking_twice(tmp_path, bench):
 
 
 def test_bad_inputs_are_named(tmp_path, bench):
-    server = JudgeServer(mt_judge, key=KEY)
+    server = JudgeServer(hangul_judge, key=KEY)
     partial = write(tmp_path / "partial.jsonl", [{"question_id": 81, "choices": [{"turns": [KOREAN, KOREAN]}]}])
     with pytest.raises(KorlhfError) as err:
         judge.main(config(tmp_path, server, [bench["sft"], partial], questions=bench["questions"]))

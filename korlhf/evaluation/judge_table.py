@@ -99,17 +99,18 @@ def _adjusted(counts: list[int]) -> float:
     return round((win + 0.5 * tie) / total, 4) if total else math.nan
 
 
-def format_value(value) -> str:
-    """Ratings with 2 decimals, rates (below 1) with 3, counts as they are."""
+def format_value(value, rate: bool = False) -> str:
+    """Ratings with 2 decimals, rates with 3, counts as they are."""
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.3f}" if value <= 1 else f"{value:.2f}"
+        return "nan" if math.isnan(value) else f"{value:.3f}" if rate else f"{value:.2f}"
     return str(value)
 
 
-def markdown(table: dict) -> str:
+def markdown(table: dict, rate: bool = False) -> str:
     columns = table["columns"]
     lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {r['model']} | " + " | ".join(format_value(r[c]) for c in columns) + " |" for r in table["rows"]]
+    lines += [f"| {r['model']} | " + " | ".join(format_value(r[c], rate) for c in columns) + " |"
+              for r in table["rows"]]
     return "\n".join(lines) + "\n"
 
 
@@ -123,14 +124,15 @@ def write_results(results: dict, out: Path, console) -> None:
             f"{results['questions']} questions, {results['judgments']} judgments, {results['failed']} without a verdict")
     if results.get("baseline"):
         head += f"; win rates against {results['baseline']}"
-    (out / "results.md").write_text(f"{head}\n\n{markdown(table)}", encoding="utf-8")
+    rate = results["mode"] == "pairwise"
+    (out / "results.md").write_text(f"{head}\n\n{markdown(table, rate)}", encoding="utf-8")
     with open(out / "results.csv", "w", encoding="utf-8-sig", newline="") as f:  # BOM: Excel reads Hangul
         writer = csv.writer(f)
         writer.writerow(["model", *table["columns"]])
         writer.writerows([[r["model"], *(r[c] for c in table["columns"])] for r in table["rows"]])
     shown = Table("model", *table["columns"], title=head)
     for r in table["rows"]:
-        shown.add_row(r["model"], *(format_value(r[c]) for c in table["columns"]))
+        shown.add_row(r["model"], *(format_value(r[c], rate) for c in table["columns"]))
     screen = Console()
     if not screen.is_terminal:  # a log file: no wrapping into unreadable columns
         screen = Console(width=max(screen.width, 16 + 11 * len(table["columns"])))
