@@ -174,7 +174,8 @@ class _ScoreUnlessNamed(_DefaultCommandGroup):
 
 eval_app = typer.Typer(cls=_ScoreUnlessNamed, no_args_is_help=True, help=(
     "Evaluate: score predictions (the default: `korlhf eval --predictions ...`), compare decoding strategies "
-    "(sweep), rate blind (sheet), compare metrics with ratings (agree), KoBEST accuracy (kobest)."))
+    "(sweep), rate blind (sheet), compare metrics with ratings (agree), KoBEST accuracy (kobest), grade with an "
+    "LLM judge, MT-Bench style (judge)."))
 app.add_typer(eval_app, name="eval")
 
 
@@ -212,6 +213,16 @@ def eval_agree(ctx: typer.Context, ratings: list[str] = typer.Argument(None)) ->
     Example: korlhf eval agree ratings_minji.csv ratings_judge.jsonl --sheet runs/sheet
     """
     run_stage(ctx, "korlhf.evaluation.agree", positional={"ratings": _files_first(ctx, ratings)})
+
+
+@eval_app.command("judge", context_settings=STAGE)
+def eval_judge(ctx: typer.Context) -> None:
+    """MT-Bench-style LLM judge: 1-10 per answer and turn (single) or A/B in both orders (pairwise, win rates).
+
+    Any OpenAI-compatible endpoint; FastChat llm_judge question, answer and judge-prompt files; Korean prompts by default.
+    Example: korlhf eval judge --answers runs/gen_sft.jsonl --answers runs/gen_ppo.jsonl --judge_model gpt-4o
+    """
+    run_stage(ctx, "korlhf.evaluation.judge")
 
 
 @eval_app.command("kobest", context_settings=STAGE)

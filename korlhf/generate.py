@@ -53,6 +53,7 @@ class Generation:
     prompt_tokens: int
     time_s: float
     scores: list[float] | None = None  # beam search: length-penalised sum of log-probs per response
+    too_long: str | None = None  # "skipped" / "truncated from N tokens": the prompt did not fit the model
 
     @property
     def response(self) -> str:
@@ -97,10 +98,32 @@ def _max_positions(model) -> int | None:
     return None
 
 
+def _fit(encoded: list[list[int]], limit: int | None, max_new_tokens: int, too_long: str) -> dict[int, str]:
+    """Prompts that leave no room for ``max_new_tokens``: raise (``error``), or note each one as
+    skipped / truncated (left: the end of a chat prompt holds the question and the answer cue)."""
+    notes: dict[int, str] = {}
+    room = None if limit is None else limit - max_new_tokens
+    for i, ids in enumerate(encoded):
+        if room is None or len(ids) <= room:
+            continue
+        if too_long == "error" or (too_long == "truncate" and room < 1):
+            raise KorlhfError(f"prompt {i + 1} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} "
+                              f"that exceeds the model's {limit} positions (shorten it or lower max_new_tokens)")
+        notes[i] = "skipped" if too_long == "skip" else f"truncated from {len(ids)} tokens"
+        if too_long == "truncate":
+            encoded[i] = ids[-room:]
+    return notes
+
+
 def generate(model, tokenizer, prompts: list, decoding: Decoding | None = None, *, batch_size: int = 8,
              system: str | None = None, chat_template: bool = True, progress: bool = False,
-             desc: str = "generate") -> list[Generation]:
-    """Answer every prompt ``decoding.num_return_sequences`` times; see the module docstring."""
+             desc: str = "generate", too_long: str = "error") -> list[Generation]:
+    """Answer every prompt ``decoding.num_return_sequences`` times; see the module docstring.
+
+    ``too_long``: a prompt with no room for ``max_new_tokens`` in the model's positions raises
+    (``error``), gets empty answers marked ``too_long="skipped"`` (``skip``), or loses its oldest
+    tokens (``truncate``); one long prompt never costs the answers to the others.
+    """
     import torch
     from tqdm.auto import tqdm
     from transformers import set_seed
@@ -108,23 +131,24 @@ def generate(model, tokenizer, prompts: list, decoding: Decoding | None = None, 
     decoding = decoding or Decoding()
     texts = [_render(tokenizer, p, system, chat_template) for p in prompts]
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    limit = _max_positions(model)
-    for i, ids in enumerate(encoded):
-        if limit is not None and len(ids) + decoding.max_new_tokens > limit:
-            raise KorlhfError(f"prompt {i + 1} has {len(ids)} tokens; with max_new_tokens={decoding.max_new_tokens} "
-                              f"that exceeds the model's {limit} positions (shorten it or lower max_new_tokens)")
+    notes = _fit(encoded, _max_positions(model), decoding.max_new_tokens, too_long)
     if decoding.seed is not None:
         set_seed(decoding.seed)
     kwargs = decoding.generate_kwargs(tokenizer)
     beam = decoding.num_beams > 1 and not decoding.contrastive
     if beam:
         kwargs.update(return_dict_in_generate=True, output_scores=True)
-    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
+    k = decoding.num_return_sequences
     results: list[Generation | None] = [None] * len(prompts)
+    for i, note in notes.items():
+        if note == "skipped":
+            results[i] = Generation(prompt=prompts[i], responses=[""] * k, response_tokens=[0] * k,
+                                    finish_reasons=["prompt_too_long"] * k, prompt_tokens=len(encoded[i]),
+                                    time_s=0.0, too_long=note)
+    order = sorted((i for i in range(len(prompts)) if results[i] is None), key=lambda i: -len(encoded[i]))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    k = decoding.num_return_sequences
     quiet = {} if progress else {"disable": True}  # when shown, TQDM_DISABLE=1 still hides it
     with tqdm(total=len(prompts), desc=desc, unit="prompt", **quiet) as bar:
         for start in range(0, len(order), batch_size):
@@ -143,7 +167,8 @@ def generate(model, tokenizer, prompts: list, decoding: Decoding | None = None, 
                 results[i] = Generation(
                     prompt=prompts[i], responses=[d[0] for d in decoded], finish_reasons=[d[1] for d in decoded],
                     response_tokens=[d[2] for d in decoded], prompt_tokens=len(encoded[i]),
-                    time_s=elapsed / len(idx), scores=beam_scores[row * k:(row + 1) * k] if beam else None)
+                    time_s=elapsed / len(idx), scores=beam_scores[row * k:(row + 1) * k] if beam else None,
+                    too_long=notes.get(i))
             bar.update(len(idx))
     model.train(was_training)
     return results  # type: ignore[return-value]
@@ -171,8 +196,11 @@ def generate_conversations(model, tokenizer, conversations: list[list[str]], dec
         for c in active:
             gen = per_conv[c]
             for j in range(k):
+                # U+FFFD (invalid bytes the model emitted) stays in the answer but not in the history
+                # the next turn reads: the model would be conditioned on text no one wrote.
+                answer = gen.responses[j].replace(REPLACEMENT, "")
                 histories[c][j] = histories[c][j] + [{"role": "user", "content": conversations[c][turn]},
-                                                     {"role": "assistant", "content": gen.responses[j]}]
+                                                     {"role": "assistant", "content": answer}]
             out[c].append(gen)
     return out
 
@@ -182,7 +210,7 @@ def _merge(gens: list[Generation]) -> Generation:
     return Generation(prompt=gens[0].prompt, responses=[g.response for g in gens],
                       response_tokens=[g.response_tokens[0] for g in gens],
                       finish_reasons=[g.finish_reasons[0] for g in gens], prompt_tokens=gens[0].prompt_tokens,
-                      time_s=sum(g.time_s for g in gens))
+                      time_s=sum(g.time_s for g in gens), too_long=next((g.too_long for g in gens if g.too_long), None))
 
 
 # --- `korlhf generate` -----------------------------------------------------------------------------
@@ -222,6 +250,13 @@ class Config:
     system: str | None = field(default=None, metadata={"help": "system message put before every prompt"})
     batch_size: int = field(default=8, metadata={"help": "prompts per batch"})
     limit: int | None = field(default=None, metadata={"help": "only the first N prompts"})
+    too_long: str = field(default="skip", metadata={
+        "help": "a prompt with no room for max_new_tokens: skip (empty answer, listed), truncate (oldest tokens "
+                "dropped, listed) or error"})
+
+    def __post_init__(self):
+        if self.too_long not in ("skip", "truncate", "error"):
+            raise ValueError(f"config field 'too_long' must be one of skip, truncate, error; got {self.too_long!r}")
     dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 ... (default: cuda if available)"})
 
@@ -295,6 +330,10 @@ def to_record(item: dict, gens: list[Generation], settings: dict) -> dict:
                   time_s=round(sum(g.time_s for g in gens), 4), settings=settings)
     if last.scores is not None:
         record["scores"] = last.scores
+    notes = [f"turn {t} {g.too_long}" if "turns" in item else g.too_long
+             for t, g in enumerate(gens, 1) if g.too_long]
+    if notes:
+        record["too_long"] = "; ".join(notes)
     return record
 
 
@@ -309,7 +348,8 @@ def main(cfg: Config) -> list[dict]:
     tokenizer = load_tokenizer(cfg.model, template=cfg.template)
     model = load_causal_lm(cfg.model, tokenizer, dtype=cfg.dtype, device=cfg.device or _default_device())
     settings = {**decoding.to_dict(), "model": cfg.model, "chat_template": not cfg.raw, "system": cfg.system}
-    options = dict(batch_size=cfg.batch_size, system=cfg.system, chat_template=not cfg.raw, progress=True)
+    options = dict(batch_size=cfg.batch_size, system=cfg.system, chat_template=not cfg.raw, progress=True,
+                   too_long=cfg.too_long)
     began = time.perf_counter()
     single = [i for i, item in enumerate(items) if "turns" not in item]
     multi = [i for i, item in enumerate(items) if "turns" in item]
@@ -324,7 +364,14 @@ def main(cfg: Config) -> list[dict]:
     write_jsonl(cfg.out, records)
     elapsed = time.perf_counter() - began
     new_tokens = sum(sum(r["response_tokens"]) for r in records)
-    Console(stderr=True).print(
+    console = Console(stderr=True)
+    long = [(n, r["too_long"]) for n, r in enumerate(records, 1) if "too_long" in r]
+    if long:
+        console.print(f"[yellow]{len(long)} prompt(s) of {cfg.prompts} too long for the model with max_new_tokens="
+                      f"{decoding.max_new_tokens} (marked 'too_long' in {cfg.out}):[/yellow]")
+        for n, note in long:
+            console.print(f"  prompt {n}: {note}")
+    console.print(
         f"{len(records)} prompts, {sum(len(r['responses']) for r in records)} answers, {new_tokens} new tokens "
         f"in {elapsed:.1f}s ({new_tokens / max(elapsed, 1e-9):.1f} tokens/s) -> {cfg.out}")
     return records

@@ -25,14 +25,28 @@ _ONE = re.compile(r"\[어시스턴트 답변 시작\]\n(.*?)\n\[어시스턴트 
 
 
 def hangul_judge(body: dict) -> str:
-    """Prefers the answer with more Hangul (pairwise), or scores 1 + 9 x Hangul share (pointwise)."""
+    """Prefers the answer with more Hangul (pairwise), or scores 1 + 9 x Hangul share (pointwise).
+
+    In the multi-turn layout of `korlhf eval judge` (``### 어시스턴트 A:``) the last answer counts.
+    """
     user = body["messages"][-1]["content"]
+    if "<|어시스턴트 A와 사용자의 대화 시작|>" in user:
+        return _multi_turn(user)
     one = _ONE.search(user)
     if one:
         return f"한국어 답변인지 살펴보았습니다.\n점수: [[{1 + round(9 * hangul_ratio(one.group(1)))}]]"
     a, b = hangul_ratio(_A.search(user).group(1)), hangul_ratio(_B.search(user).group(1))
     verdict = "A" if a > b else "B" if b > a else "C"
     return f"A의 한글 비율은 {a:.2f}, B는 {b:.2f}입니다.\n[[{verdict}]]"
+
+
+def _multi_turn(user: str) -> str:
+    last = {who: re.findall(rf"### 어시스턴트 {who}:\n(.*?)\n\n", user, re.S)[-1]
+            for who in "AB" if f"### 어시스턴트 {who}:" in user}
+    if "B" not in last:
+        return f"둘째 답변을 보았습니다. 점수: [[{1 + round(9 * hangul_ratio(last['A']))}]]"
+    a, b = hangul_ratio(last["A"]), hangul_ratio(last["B"])
+    return f"둘째 답변의 한글 비율: A {a:.2f}, B {b:.2f}.\n[[{'A' if a > b else 'B' if b > a else 'C'}]]"
 
 
 def always_a(body: dict) -> str:
@@ -139,3 +153,14 @@ class JudgeServer:
                 self._send(200, json.dumps(reply, ensure_ascii=False).encode("utf-8"))
 
         return Handler
+
+
+if __name__ == "__main__":  # python tests/judge_server.py [PORT]: the fake judge for the README's tour
+    import sys
+
+    server = JudgeServer(hangul_judge)
+    server.server.server_close()
+    server.server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 8765),
+                                        server._handler())
+    print(f"fake judge (prefers Hangul) at {server.base_url}", flush=True)
+    server.server.serve_forever()

@@ -102,6 +102,7 @@ STAGE_MODULES = {
     "generate": "korlhf.generate",
     "eval": "korlhf.evaluation.score",
     "eval_kobest": "korlhf.evaluation.kobest",
+    "eval_judge": "korlhf.evaluation.judge",
     "sweep": "korlhf.evaluation.sweep",
     "compare": "korlhf.compare",
 }

@@ -217,6 +217,12 @@ def test_accuracy_and_macro_f1_by_hand():
     assert kobest.accuracy(items, logprobs) == {"n": 4, "accuracy": 0.75, "macro_f1": pytest.approx((4 / 5 + 2 / 3) / 2)}
 
 
+def test_acc_norm_divides_by_the_choice_length_as_the_harness_does():
+    items = [{"label": 1, "choices": ["짧다", "훨씬 더 긴 끝맺음입니다"]}, {"label": 0, "choices": ["가", "나다라"]}]
+    logprobs = [[-4.0, -6.0], [-2.0, -3.0]]  # per character: [-2, -0.5] -> 1; [-2, -1] -> 1
+    assert kobest.acc_norm(items, logprobs) == 0.5 and kobest.accuracy(items, logprobs)["accuracy"] == 0.5
+
+
 def test_kobest_on_the_shared_files(tmp_path, tiny_gpt2, shared_data):
     out = tmp_path / "kobest.json"
     summary = kobest.main(kobest.Config(model=str(tiny_gpt2), data=str(shared_data / "kobest"), tasks=["COPA", "WiC"],

@@ -86,3 +86,44 @@ def test_main_writes_answers_settings_counts_and_references(tmp_path, tiny_gpt2)
     assert single["scores"][0] >= single["scores"][1] and single["time_s"] > 0
     assert multi["question_id"] == 7 and [len(c["turns"]) for c in multi["choices"]] == [2, 2]
     assert multi["response"] == multi["choices"][0]["turns"][-1]
+
+
+def test_a_prompt_too_long_is_skipped_or_truncated_never_aborting_the_file(tmp_path, tiny_gpt2, capsys):
+    long = " ".join(f"{i}번째 문장입니다" for i in range(300))  # far past the tiny model's 512 positions
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": p}, ensure_ascii=False) for p in ["안녕", long, "반가워"]),
+                       encoding="utf-8")
+    out = tmp_path / "gen.jsonl"
+    main(Config(model=str(tiny_gpt2), prompts=str(prompts), out=str(out), max_new_tokens=4))
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r.get("too_long") for r in rows] == [None, "skipped", None]
+    assert rows[1]["responses"] == [""] and rows[1]["finish_reasons"] == ["prompt_too_long"]
+    assert rows[0]["response_tokens"][0] > 0 and rows[2]["response_tokens"][0] > 0
+    assert "prompt 2: skipped" in capsys.readouterr().err
+    main(Config(model=str(tiny_gpt2), prompts=str(prompts), out=str(out), max_new_tokens=4, too_long="truncate"))
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert rows[1]["too_long"].startswith("truncated from ") and rows[1]["prompt_tokens"] == 512 - 4
+    with pytest.raises(KorlhfError, match=r"prompt 2 has \d+ tokens; with max_new_tokens=4 that exceeds the "
+                                          r"model's 512 positions"):
+        main(Config(model=str(tiny_gpt2), prompts=str(prompts), out=str(out), max_new_tokens=4, too_long="error"))
+
+
+def test_replacement_characters_never_reach_the_next_turns_history(tiny_gpt2, monkeypatch):
+    import korlhf.generate as gen_module
+    from korlhf.models import load_causal_lm, load_tokenizer
+
+    real = gen_module.generate
+
+    def broken_first_turn(model, tokenizer, prompts, decoding=None, **kw):
+        gens = real(model, tokenizer, prompts, decoding, **kw)
+        if len(prompts[0]) == 1:  # turn 1: the model "emits" invalid bytes
+            gens[0].responses = ["서울\ufffd입니다"]
+        return gens
+
+    monkeypatch.setattr(gen_module, "generate", broken_first_turn)
+    tokenizer = load_tokenizer(tiny_gpt2)
+    model = load_causal_lm(tiny_gpt2, tokenizer)
+    [[first, second]] = generate_conversations(model, tokenizer, [["수도는?", "다시 말해줘"]],
+                                               Decoding.from_preset("greedy", max_new_tokens=2))
+    assert first.responses == ["서울\ufffd입니다"]  # the answer keeps what the model wrote
+    assert second.prompt[1] == {"role": "assistant", "content": "서울입니다"}

@@ -76,7 +76,7 @@ def normalize_text(text: str) -> tuple[str, list[str]]:
     if "\\n" in text and "\n" not in text:
         text = text.replace("\\n", "\n")
         fixes.append("literal_newline")
-    new = _BLANK_LINES.sub("\n\n", "\n".join(_SPACES.sub(" ", line).strip() for line in text.split("\n"))).strip()
+    new = tidy_whitespace(text)
     if new != text:
         fixes.append("whitespace")
         text = new
@@ -85,6 +85,21 @@ def normalize_text(text: str) -> tuple[str, list[str]]:
         text = text[1:].lstrip()
         fixes.append("stray_quote")
     return text, fixes
+
+
+def tidy_whitespace(text: str) -> str:
+    """Spaces and tabs collapsed, lines trimmed, at most one blank line, no outer whitespace."""
+    return _BLANK_LINES.sub("\n\n", "\n".join(_SPACES.sub(" ", line).strip() for line in text.split("\n"))).strip()
+
+
+def scoring_form(text: str) -> str:
+    """The form `korlhf eval` scores: NFC with the data stage's whitespace handling.
+
+    The data stage writes NFC; a model or a copy-paste can produce NFD Hangul (conjoining jamo),
+    which shares no character n-gram with the NFC text it renders the same as. No ftfy here: a
+    metric must see what the model wrote, mojibake included.
+    """
+    return tidy_whitespace(unicodedata.normalize("NFC", text))
 
 
 def has_stray_quote(text: str) -> bool:

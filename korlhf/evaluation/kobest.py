@@ -81,6 +81,16 @@ def accuracy(items: list[dict], logprobs: list[list[float]]) -> dict:
             "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0}
 
 
+def acc_norm(items: list[dict], logprobs: list[list[float]]) -> float:
+    """lm-evaluation-harness's ``acc_norm``: the choice with the highest log-likelihood per character
+    of the choice text (so long endings are not penalised for their length); HellaSwag reports it."""
+    right = 0
+    for item, lp in zip(items, logprobs, strict=True):
+        per_char = [v / max(1, len(choice)) for v, choice in zip(lp, item["choices"], strict=True)]
+        right += max(range(len(per_char)), key=per_char.__getitem__) == item["label"]
+    return right / len(items) if items else 0.0
+
+
 def task_files(data: str | Path, tasks: list[str], split: str) -> dict[str, Path]:
     data = Path(data)
     if data.is_file():
@@ -113,14 +123,17 @@ def main(cfg: Config) -> dict:
         task = items[0]["task"] if items else task
         logprobs = choice_logprobs(model, tokenizer, items, cfg.batch_size, progress=True, desc=task)
         results[task] = accuracy(items, logprobs)
+        if task == "HellaSwag":
+            results[task]["acc_norm"] = acc_norm(items, logprobs)
     scored = [r for r in results.values() if r["n"]]
     summary = {"tasks": results, "mean_accuracy": sum(r["accuracy"] for r in scored) / max(1, len(scored)),
                "mean_macro_f1": sum(r["macro_f1"] for r in scored) / max(1, len(scored)),
                "model": cfg.model, "split": cfg.split, "limit": cfg.limit}
-    table = Table("task", "n", "accuracy", "macro-F1", title=f"KoBEST {cfg.split} ({cfg.model})")
+    table = Table("task", "n", "accuracy", "macro-F1", "acc_norm", title=f"KoBEST {cfg.split} ({cfg.model})")
     for task, r in results.items():
-        table.add_row(task, str(r["n"]), f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}")
-    table.add_row("mean", "", f"{summary['mean_accuracy']:.4f}", f"{summary['mean_macro_f1']:.4f}", style="bold")
+        norm = f"{r['acc_norm']:.4f}" if "acc_norm" in r else ""
+        table.add_row(task, str(r["n"]), f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", norm)
+    table.add_row("mean", "", f"{summary['mean_accuracy']:.4f}", f"{summary['mean_macro_f1']:.4f}", "", style="bold")
     Console().print(table)
     if cfg.out:
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,11 @@ Metrics (`METRICS` lists them with one line each):
   rouge_score's pure-Python LCS table takes minutes on 10k character-level pairs; tests check both
   against rouge_score on pre-tokenized text.
 - distinct-1/2 (corpus), rep-2/rep-4 (per sample, Welleck et al.), self-BLEU (each prediction
-  against all the others, MeCab tokens), lengths, Hangul ratio, refusal rate, empty rate, and the
-  mean reward when ``rewards`` are given.
+  against all the others, MeCab tokens), lengths, Hangul ratio, refusal rate, empty rate, the share
+  of predictions with U+FFFD (``invalid_text``), and the mean reward when ``rewards`` are given.
+
+Both sides are put in `scoring_form` first (NFC, the data stage's whitespace handling): the same
+Korean text in NFD and NFC would otherwise score BLEU 9 against itself.
 
 Kiwi and MeCab load once per process (`kiwi()`, `_sacrebleu()`), and each distinct text is
 analysed once: Kiwi over all texts in one multi-threaded call; MeCab through sacrebleu, whose
@@ -41,6 +44,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 
+from korlhf.streaming import REPLACEMENT
 from korlhf.text import distinct_n, hangul_ratio, is_refusal, ngrams, rep_n
 
 METRICS = {
@@ -67,6 +71,7 @@ METRICS = {
     "hangul_ratio": "share of Hangul among letters",
     "refusal": "share of refusal / 'as an AI' boilerplate",
     "empty": "share of empty predictions",
+    "invalid_text": "share of predictions holding U+FFFD (the model emitted an invalid byte sequence)",
     "reward": "reward model score (mean)",
 }
 REFERENCE_METRICS = ("bleu", "bleu_char", "chrf", "chrf++", "rouge1", "rouge2", "rougeL",
@@ -202,11 +207,13 @@ def _closest_other(ordered: list[int], length: int) -> int:
 def score(predictions: list[str], references: list[str] | None = None, *,
           rewards: list[float] | None = None) -> Scores:
     """Every metric for ``predictions`` (and ``references``, one per prediction, if given)."""
-    predictions = [p or "" for p in predictions]
+    from korlhf.data.normalize import scoring_form
+
+    predictions = [scoring_form(p or "") for p in predictions]
     if references is not None:
         if len(references) != len(predictions):
             raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
-        references = [r or "" for r in references]
+        references = [scoring_form(r or "") for r in references]
     rows = [{"index": i} for i in range(len(predictions))]
     corpus: dict[str, float] = {"n": len(predictions)}
     signatures: dict[str, str] = {}
@@ -248,11 +255,12 @@ def _free_metrics(preds, pred_morph, rows, corpus) -> None:
     """Metrics that need no reference."""
     for row, p, m in zip(rows, preds, pred_morph, strict=True):
         row.update(rep_2=rep_n(m, 2), rep_4=rep_n(m, 4), len_chars=len(p), len_morphs=len(m),
-                   hangul_ratio=hangul_ratio(p), refusal=float(is_refusal(p)), empty=float(not p.strip()))
+                   hangul_ratio=hangul_ratio(p), refusal=float(is_refusal(p)), empty=float(not p.strip()),
+                   invalid_text=float(REPLACEMENT in p))
     corpus["distinct_1"] = distinct_n(pred_morph, 1)
     corpus["distinct_2"] = distinct_n(pred_morph, 2)
     lengths = sorted(row["len_chars"] for row in rows) or [math.nan]
-    for key in ("rep_2", "rep_4", "len_chars", "len_morphs", "hangul_ratio", "refusal", "empty"):
+    for key in ("rep_2", "rep_4", "len_chars", "len_morphs", "hangul_ratio", "refusal", "empty", "invalid_text"):
         corpus[key] = _mean([row[key] for row in rows])
         if key == "len_chars":
             corpus["len_chars_median"] = statistics.median(lengths)

@@ -1,10 +1,11 @@
 """`korlhf eval`: score predictions against references with Korean-correct metrics.
 
-Predictions and references come from JSON Lines (a field, by default ``response`` and
-``reference``; `korlhf generate` writes both when its prompts were SFT records) or text files with
-one text per line. Without references only the reference-free metrics are reported. Prints the
-corpus table and sacrebleu's signatures; ``--output DIR`` also writes ``metrics.json`` and
-per-sample ``samples.jsonl`` / ``samples.csv``.
+Predictions and references come from JSON Lines or a JSON array (a field, by default ``response``
+and ``reference``; `korlhf generate` writes both when its prompts were SFT records) or text files
+with one text per line, blank lines included; multi-turn answers are scored turn by turn (see
+`korlhf.evaluation.inputs` for how entries pair up). Without references only the reference-free
+metrics are reported. Prints the corpus table and sacrebleu's signatures; ``--out DIR`` also writes
+``metrics.json`` and per-sample ``samples.jsonl`` / ``samples.csv`` (each row names its file:line).
 """
 
 from __future__ import annotations
@@ -30,8 +31,14 @@ class Config:
     reward_model: str | None = field(default=None, metadata={"help": "reward model directory: adds its mean score"})
     batch_size: int = field(default=16, metadata={"help": "reward model batch size"})
     limit: int | None = field(default=None, metadata={"help": "only the first N predictions"})
+    unpaired: str = field(default="error", metadata={
+        "help": "a record without a reference: error, or skip (score only the records that have one)"})
     out: str | None = field(default=None, metadata={"help": "directory for metrics.json, samples.jsonl, samples.csv"})
     device: str | None = field(default=None, metadata={"help": "device for the reward model (default: cuda if available)"})
+
+    def __post_init__(self):
+        if self.unpaired not in ("error", "skip"):
+            raise ValueError(f"config field 'unpaired' must be one of error, skip; got {self.unpaired!r}")
 
 
 def read_column(path: str | Path, key: str, limit: int | None = None, required: bool = True) -> list | None:
@@ -87,25 +94,26 @@ def reward_scores(model_path: str, prompts: list, responses: list[str], batch_si
 
 
 def main(cfg: Config) -> Scores:
-    predictions = read_column(cfg.predictions, cfg.prediction_field, cfg.limit)
-    if not predictions:
-        raise KorlhfError(f"no predictions in {cfg.predictions}")
-    if cfg.references:
-        references = read_column(cfg.references, cfg.reference_field, cfg.limit)
-    elif Path(cfg.predictions).suffix == ".jsonl":
-        references = read_column(cfg.predictions, cfg.reference_field, cfg.limit, required=False)
-    else:
-        references = None
-    if references is not None and len(references) != len(predictions):
-        raise KorlhfError(f"{cfg.predictions} has {len(predictions)} predictions but {cfg.references} has "
-                          f"{len(references)} references; they must pair up line by line")
+    from korlhf.evaluation.inputs import read_pairs
+
+    pairs, has_refs = read_pairs(cfg.predictions, cfg.references, prediction_field=cfg.prediction_field,
+                                 reference_field=cfg.reference_field, prompt_field=cfg.prompt_field,
+                                 limit=cfg.limit, unpaired=cfg.unpaired, with_prompts=bool(cfg.reward_model))
+    predictions = [p.prediction for p in pairs]
     rewards = None
     if cfg.reward_model:
-        prompts = read_column(cfg.predictions, cfg.prompt_field, cfg.limit)
+        prompts = [p.prompt for p in pairs]
+        if any(p is None for p in prompts):
+            raise KorlhfError(f"a reward model needs the prompts: no '{cfg.prompt_field}' field in "
+                              f"{cfg.predictions} (name it with --prompt_field)")
         rewards = reward_scores(cfg.reward_model, prompts, predictions, cfg.batch_size, cfg.device)
-    result = score(predictions, references, rewards=rewards)
-    print_scores(result, title=f"{cfg.predictions} ({len(predictions)} predictions"
-                              f"{', no references' if references is None else ''})")
+    result = score(predictions, [p.reference for p in pairs] if has_refs else None, rewards=rewards)
+    for row, pair in zip(result.samples, pairs, strict=True):
+        row.update(where=pair.where, **({"turn": pair.turn} if pair.turn is not None else {}))
+    records = len({p.where.rsplit(" turn ", 1)[0] for p in pairs})
+    turns = f", {len(pairs)} turns" if len(pairs) != records else ""
+    print_scores(result, title=f"{cfg.predictions} ({records} predictions{turns}"
+                              f"{', no references' if not has_refs else ''})")
     if cfg.out:
         write_scores(result, cfg.out)
     return result
