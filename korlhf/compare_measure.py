@@ -9,15 +9,14 @@ from __future__ import annotations
 
 def measure_model(bench, path: str, train_files: list[str]) -> dict:
     """{eval_accuracy, train_accuracy, reward, kl} of the model at ``path`` (None where not measurable)."""
-    import torch
 
     from korlhf.decoding import Decoding
     from korlhf.generate import generate
-    from korlhf.models import load_causal_lm, load_tokenizer
+    from korlhf.models import default_device, load_causal_lm, load_tokenizer
     from korlhf.pipeline_eval import answer_accuracy
 
     cfg, run = bench.cfg, bench.run
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     tokenizer = load_tokenizer(path)
     model = load_causal_lm(path, tokenizer, device=device)
     greedy = Decoding.from_preset("greedy", max_new_tokens=cfg.max_new_tokens)

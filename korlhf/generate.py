@@ -340,13 +340,13 @@ def to_record(item: dict, gens: list[Generation], settings: dict) -> dict:
 def main(cfg: Config) -> list[dict]:
     from rich.console import Console
 
-    from korlhf.models import load_causal_lm, load_tokenizer
+    from korlhf.models import default_device, load_causal_lm, load_tokenizer
     from korlhf.records import write_jsonl
 
     decoding = decoding_from(cfg)
     items = read_prompts(cfg.prompts, cfg.limit)
     tokenizer = load_tokenizer(cfg.model, template=cfg.template)
-    model = load_causal_lm(cfg.model, tokenizer, dtype=cfg.dtype, device=cfg.device or _default_device())
+    model = load_causal_lm(cfg.model, tokenizer, dtype=cfg.dtype, device=default_device(cfg.device))
     settings = {**decoding.to_dict(), "model": cfg.model, "chat_template": not cfg.raw, "system": cfg.system}
     options = dict(batch_size=cfg.batch_size, system=cfg.system, chat_template=not cfg.raw, progress=True,
                    too_long=cfg.too_long)
@@ -376,8 +376,3 @@ def main(cfg: Config) -> list[dict]:
         f"in {elapsed:.1f}s ({new_tokens / max(elapsed, 1e-9):.1f} tokens/s) -> {cfg.out}")
     return records
 
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -17,6 +17,15 @@ from korlhf.templates import prepare_tokenizer
 ADAPTER_CONFIG = "adapter_config.json"
 
 
+def default_device(device: str | None = None) -> str:
+    """``device`` if given, else the GPU when there is one, else the CPU: every command chooses this way."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def is_adapter_dir(name_or_path: str | Path) -> bool:
     return (Path(name_or_path) / ADAPTER_CONFIG).is_file()
 

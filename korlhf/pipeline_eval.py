@@ -49,11 +49,10 @@ def check_generate(cfg, run: Path) -> None:
 
 
 def answer_eval_prompts(cfg, run: Path, fresh: bool = False) -> dict:
-    import torch
 
     from korlhf.config import save_config
     from korlhf.generate import decoding_from, generate, read_prompts, to_record
-    from korlhf.models import load_causal_lm, load_tokenizer
+    from korlhf.models import default_device, load_causal_lm, load_tokenizer
     from korlhf.records import write_jsonl
     from korlhf.templates import template_name
 
@@ -64,7 +63,7 @@ def answer_eval_prompts(cfg, run: Path, fresh: bool = False) -> dict:
         rl_path.stat().st_size else []
     decoding = decoding_from(cfg.generate)
     template = cfg.template or template_name(load_tokenizer(run / "sft").chat_template)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     times = {}
     for name, path in model_dirs(cfg, run).items():
         tokenizer = load_tokenizer(path, template=template if name == "base" else None)
@@ -158,7 +157,7 @@ def sweep_config(cfg, run: Path, model: str):
     if (run / "rm" / "metrics.json").is_file():
         fixed["reward_model"] = str(run / "rm")
     sweep_cfg = config_from_block(sweep.Config, "sweep", cfg.sweep, fixed, command="korlhf pipeline (eval)")
-    sweep._decodings(sweep_cfg)  # strategies with unknown knobs fail here
+    sweep.decodings(sweep_cfg)  # strategies with unknown knobs fail here
     return sweep_cfg
 
 

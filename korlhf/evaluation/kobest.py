@@ -111,12 +111,11 @@ def main(cfg: Config) -> dict:
     from rich.table import Table
 
     from korlhf.data.kobest import read_kobest
-    from korlhf.generate import _default_device
-    from korlhf.models import load_causal_lm, load_tokenizer
+    from korlhf.models import default_device, load_causal_lm, load_tokenizer
 
     files = task_files(cfg.data, cfg.tasks, cfg.split)
     tokenizer = load_tokenizer(cfg.model)
-    model = load_causal_lm(cfg.model, tokenizer, dtype=cfg.dtype, device=cfg.device or _default_device()).eval()
+    model = load_causal_lm(cfg.model, tokenizer, dtype=cfg.dtype, device=default_device(cfg.device)).eval()
     results = {}
     for task, path in files.items():
         items = read_kobest(path, None if task == "file" else task, limit=cfg.limit)

@@ -98,11 +98,12 @@ def _sacrebleu() -> dict:
     """sacrebleu metric objects, built once (MeCab loads with the ko-mecab BLEU)."""
     from sacrebleu.metrics import BLEU, CHRF
 
-    # Per-sample BLEU is computed from the corpus pass's statistics with effective order, as
-    # sacrebleu.sentence_bleu does; that object never tokenizes, hence tokenize="none".
+    # Per-sample BLEU uses effective order, as sacrebleu.sentence_bleu does (a short answer without
+    # any 4-gram match would otherwise score 0); corpus BLEU does not.
     return {"bleu": BLEU(tokenize="ko-mecab"), "bleu_char": BLEU(tokenize="char"),
             "chrf": CHRF(), "chrf++": CHRF(word_order=2),
-            "sentence_bleu": BLEU(tokenize="none", effective_order=True)}
+            "sentence_bleu": BLEU(tokenize="ko-mecab", effective_order=True),
+            "sentence_bleu_char": BLEU(tokenize="char", effective_order=True)}
 
 
 def morphemes(texts: list[str]) -> list[list[str]]:
@@ -237,12 +238,11 @@ def _reference_metrics(preds, refs, pred_morph, ref_morph, rows, corpus, signatu
     metrics = _sacrebleu()
     for name in ("bleu", "bleu_char", "chrf", "chrf++"):
         metric = metrics[name]
-        stats = metric._extract_corpus_statistics(preds, [refs])  # one pass: corpus and per sample
-        corpus[name] = metric._aggregate_and_compute(stats).score
+        corpus[name] = metric.corpus_score(preds, [refs]).score
         signatures[name] = metric.get_signature().format()
-        sentence = metrics["sentence_bleu"] if name.startswith("bleu") else metric
-        for row, s in zip(rows, stats, strict=True):
-            row[name] = sentence._compute_score_from_stats(s).score
+        sentence = metrics.get(f"sentence_{name}", metric)
+        for row, p, r in zip(rows, preds, refs, strict=True):
+            row[name] = sentence.sentence_score(p, [r]).score
     for row, p, r, pm, rm in zip(rows, preds, refs, pred_morph, ref_morph, strict=True):
         row.update(rouge(pm, rm))
         row.update({f"{k}_char": v for k, v in rouge(characters(p), characters(r)).items()})

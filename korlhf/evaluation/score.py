@@ -75,11 +75,11 @@ def reward_scores(model_path: str, prompts: list, responses: list[str], batch_si
     import torch
     from tqdm.auto import tqdm
 
-    from korlhf.models import load_reward_model, load_tokenizer
+    from korlhf.models import default_device, load_reward_model, load_tokenizer
     from korlhf.templates import render_example
 
     tokenizer = load_tokenizer(model_path)
-    model = load_reward_model(model_path, tokenizer, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_reward_model(model_path, tokenizer, device=default_device(device))
     model.eval()
     texts = [render_example(tokenizer, p, r) if isinstance(p, str)
              else tokenizer.apply_chat_template([*p, {"role": "assistant", "content": r}], tokenize=False)

@@ -56,7 +56,7 @@ def strategy_name(strategy: dict) -> str:
     return "+".join([str(strategy.get("preset", "greedy")), *extra])
 
 
-def _decodings(cfg: Config) -> dict:
+def decodings(cfg: Config) -> dict:
     from korlhf.decoding import Decoding
     from korlhf.generate import decoding_from
 
@@ -95,11 +95,11 @@ def main(cfg: Config) -> list[dict]:
     from korlhf.config import save_config
     from korlhf.evaluation.metrics import score
     from korlhf.evaluation.score import reward_scores
-    from korlhf.generate import _default_device, generate, read_prompts, to_record
-    from korlhf.models import load_causal_lm, load_tokenizer
+    from korlhf.generate import generate, read_prompts, to_record
+    from korlhf.models import default_device, load_causal_lm, load_tokenizer
     from korlhf.records import write_jsonl
 
-    decodings = _decodings(cfg)
+    strategies = decodings(cfg)
     items = read_prompts(cfg.prompts, cfg.limit)
     if any("turns" in item for item in items):
         raise KorlhfError(f"{cfg.prompts}: the sweep takes single-turn prompts; use `korlhf generate` for MT-Bench turns")
@@ -108,9 +108,9 @@ def main(cfg: Config) -> list[dict]:
     (out / "generations").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     tokenizer = load_tokenizer(cfg.model, template=cfg.template)
-    model = load_causal_lm(cfg.model, tokenizer, dtype=cfg.dtype, device=cfg.device or _default_device())
+    model = load_causal_lm(cfg.model, tokenizer, dtype=cfg.dtype, device=default_device(cfg.device))
     rows = []
-    for name, decoding in decodings.items():
+    for name, decoding in strategies.items():
         began = time.perf_counter()
         gens = generate(model, tokenizer, [item["prompt"] for item in items], decoding, batch_size=cfg.batch_size,
                         system=cfg.system, chat_template=not cfg.raw, progress=True, desc=name)

@@ -123,16 +123,14 @@ def add_generated(cfg, items: list[dict], progress: bool = True) -> None:
     """
     import gc
 
-    import torch
-
     from korlhf.generate import decoding_from, generate
-    from korlhf.models import load_causal_lm, load_tokenizer
+    from korlhf.models import default_device, load_causal_lm, load_tokenizer
 
     decoding = decoding_from({"preset": cfg.preset, "max_new_tokens": cfg.max_new_tokens,
                               "temperature": cfg.temperature, "num_return_sequences": cfg.samples_per_model,
                               "seed": cfg.seed})
     prompts = [item["prompt"] for item in items]
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(cfg.device)
     for name in cfg.models:
         tokenizer = load_tokenizer(name)
         model = load_causal_lm(name, tokenizer, dtype=cfg.dtype, device=device)
