@@ -73,7 +73,7 @@ def test_sweep_writes_one_table_and_a_plot_per_metric(tmp_path, tiny_gpt2):
 def test_sweep_rejects_unknown_strategy_keys():
     cfg = sweep.Config(model="m", prompts="p", strategies=[{"preset": "top-p", "nucleus": 0.9}])
     with pytest.raises(KorlhfError) as err:
-        sweep._decodings(cfg)
+        sweep.decodings(cfg)
     assert str(err.value) == ("strategy 1 (top-p+nucleus=0.9): unknown key(s) nucleus; "
                               "use a preset and `korlhf generate` knobs")
 
