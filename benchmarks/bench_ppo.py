@@ -160,7 +160,7 @@ def rloo_step_times(world: dict, out: Path) -> tuple[list[float], float]:
 
     cfg = rloo.Config(model_name_or_path=world["policy"], reward_model=world["reward"], train_files=[world["prompts"]],
                       output_dir=str(out), overwrite=True, eval_fraction=0.0, max_steps=STEPS, batch_size=BATCH,
-                      num_generations=2, max_completion_length=LENGTH, learning_rate=1e-4, logging_steps=1,
+                      num_generations=2, max_new_tokens=LENGTH, learning_rate=1e-4, logging_steps=1,
                       lr_scheduler="constant", warmup_ratio=0.0, save_steps=10_000)
     import trl
 
