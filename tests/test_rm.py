@@ -74,7 +74,7 @@ def test_reward_model_learns_fluent_over_corrupted(tiny_gpt2, rm_files, tmp_path
 
     train, held_out = rm_files
     out, keep = tmp_path / "rm", KeepModel()
-    metrics = rm.train(config(tiny_gpt2, train, out, "--max_steps", "30", "--batch_size", "16",
+    metrics = rm.main(config(tiny_gpt2, train, out, "--max_steps", "30", "--batch_size", "16",
                               "--learning_rate", "3e-3", "--logging_steps", "10", eval_file=held_out),
                        callbacks=[keep])
     assert metrics["eval_pairwise_accuracy_start"] < 0.75
@@ -102,7 +102,7 @@ def test_lora_reward_model_saves_its_head(tiny_gpt2, rm_files, tmp_path):
 
     train, held_out = rm_files
     out, keep = tmp_path / "rm-lora", KeepModel()
-    rm.train(config(tiny_gpt2, train, out, "--use_lora", "--lora_r", "4", "--max_steps", "4",
+    rm.main(config(tiny_gpt2, train, out, "--use_lora", "--lora_r", "4", "--max_steps", "4",
                     "--learning_rate", "1e-2", "--merge"), callbacks=[keep])
     adapter = load_file(out / "adapter_model.safetensors")
     assert any("score" in name for name in adapter), "the trained score head is not in the adapter"
@@ -128,7 +128,7 @@ def test_pairwise_with_margin_and_listwise_train(tiny_gpt2, tmp_path):
     write_jsonl(tmp_path / "scored.jsonl", records)
     cfg = config(tiny_gpt2, tmp_path / "scored.jsonl", tmp_path / "pair", "--loss", "pairwise", "--margin_scale",
                  "0.5", "--center_rewards_coefficient", "0.01", "--max_steps", "2", "--batch_size", "4")
-    metrics = rm.train(cfg)
+    metrics = rm.main(cfg)
     assert metrics["train_rows"] == 36  # 12 records x C(3,2) pairs
     assert metrics["loss"] == "pairwise"
     from korlhf.models import load_tokenizer
@@ -136,7 +136,7 @@ def test_pairwise_with_margin_and_listwise_train(tiny_gpt2, tmp_path):
     tokenizer = load_tokenizer(tiny_gpt2)
     rows = rm.pairwise_dataset(records[:1], tokenizer, 512, 0.5)
     assert rows["margin"] == [1.5, 3.0, 1.5]  # 0.5 x (7-4, 7-1, 4-1)
-    listwise = rm.train(config(tiny_gpt2, tmp_path / "scored.jsonl", tmp_path / "pl", "--loss", "listwise",
+    listwise = rm.main(config(tiny_gpt2, tmp_path / "scored.jsonl", tmp_path / "pl", "--loss", "listwise",
                                "--max_steps", "2", "--batch_size", "4", "--logging_steps", "1"))
     assert listwise["steps"] == 2 and listwise["train_loss"] > 0
 
@@ -165,9 +165,9 @@ def test_bad_rm_settings_are_clear(tiny_gpt2, tmp_path):
         config(tiny_gpt2, tmp_path / "p.jsonl", tmp_path / "o", "--margin_scale", "1")
     assert str(err.value) == "margin_scale needs loss: pairwise (loss is kwise)"
     with pytest.raises(KorlhfError) as err:
-        rm.train(config(tiny_gpt2, tmp_path / "p.jsonl", tmp_path / "o", "--loss", "pairwise", "--margin_scale", "1"))
+        rm.main(config(tiny_gpt2, tmp_path / "p.jsonl", tmp_path / "o", "--loss", "pairwise", "--margin_scale", "1"))
     assert str(err.value) == ("record 1: a margin needs 'scores' (one number per response); "
                               "set margin_scale 0 or add scores")
     with pytest.raises(KorlhfError) as err:
-        rm.train(config(tiny_gpt2, tmp_path / "p.jsonl", tmp_path / "o", "--max_length", "3"))
+        rm.main(config(tiny_gpt2, tmp_path / "p.jsonl", tmp_path / "o", "--max_length", "3"))
     assert str(err.value) == "every one of the 1 records is longer than max_length=3 tokens; raise max_length"

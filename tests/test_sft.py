@@ -123,7 +123,7 @@ KILLED_RUN = textwrap.dedent("""
             if state.global_step == 5:  # checkpoint-3 is on disk, steps 4-5 are not
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    sft.train(load_config(sft.Config, None, sys.argv[1:]), callbacks=[KillAfterStep()])
+    sft.main(load_config(sft.Config, None, sys.argv[1:]), callbacks=[KillAfterStep()])
 """)
 
 

@@ -40,16 +40,15 @@ def main(cfg: Config) -> dict:
     from trl import DPOConfig
 
     from korlhf.models import load_causal_lm, load_tokenizer
-    from korlhf.train.common import quantization_kwargs, training_dtype
-    from korlhf.train.data import load_split, preference_dataset
+    from korlhf.train.common import training_dtype
+    from korlhf.train.data import preference_dataset
     from korlhf.train.fields import trainer_kwargs
-    from korlhf.train.output import finished_earlier, open_output_dir, resuming, template_label
+    from korlhf.train.output import begin, open_output_dir, resuming, template_label
 
-    if (done := finished_earlier(cfg)) is not None:
-        return done
-    out = Path(cfg.output_dir)
-    quant = quantization_kwargs(cfg)
-    train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "preference", cfg.seed)
+    start = begin(cfg, "preference")
+    if start.done is not None:
+        return start.done
+    out, quant, train_records, eval_records = Path(cfg.output_dir), start.quant, start.train_records, start.eval_records
     train_data = preference_dataset(train_records)
     eval_data = preference_dataset(eval_records) if eval_records else None
     args = DPOConfig(**trainer_kwargs(cfg, has_eval=eval_data is not None), max_length=cfg.max_length, beta=cfg.beta,

@@ -55,24 +55,16 @@ def train(cfg, stage: str, config_cls, trainer_cls, stage_args: dict) -> dict:
     from datasets import Dataset
 
     from korlhf.models import load_causal_lm, load_reward_model, load_tokenizer
-    from korlhf.train.common import lora_config, quantization_kwargs, training_dtype
-    from korlhf.train.data import load_split
+    from korlhf.train.common import lora_config, training_dtype
     from korlhf.train.fields import trainer_kwargs
-    from korlhf.train.output import (
-        LogJsonl,
-        finished_earlier,
-        open_output_dir,
-        resuming,
-        with_atomic_checkpoints,
-    )
+    from korlhf.train.output import LogJsonl, begin, open_output_dir, resuming, with_atomic_checkpoints
     from korlhf.train.rl.prompts import load_prompts
     from korlhf.train.rl.rewards import RewardScorer, trl_rewards
 
-    if (done := finished_earlier(cfg)) is not None:
-        return done
-    out = Path(cfg.output_dir)
-    quant = quantization_kwargs(cfg)
-    train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "prompt", cfg.seed)
+    start = begin(cfg, "prompt")
+    if start.done is not None:
+        return start.done
+    out, quant, train_records, eval_records = Path(cfg.output_dir), start.quant, start.train_records, start.eval_records
     args = config_cls(**trainer_kwargs(cfg, has_eval=False), num_generations=cfg.num_generations,
                       max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, beta=cfg.kl_coef,
                       epsilon=cfg.cliprange, num_iterations=cfg.num_iterations,

@@ -13,7 +13,7 @@
 Pieces, so that a stage with its own loop (PPO) can use them without a HF Trainer:
 `prepare_output_dir`, `latest_checkpoint`, `LogJsonl` (also `append_log`), `AtomicCheckpoints`,
 `save_model_dir`, `write_model_card`, `write_metrics`, `read_metrics`, `remove_checkpoints`.
-Every stage starts with `finished_earlier` and `open_output_dir` and ends with `finish_run`
+Every stage starts with `begin` and `open_output_dir` and ends with `finish_run`
 (card, metrics.json, clean-up), so its own module holds only its algorithm.
 """
 
@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -291,14 +292,29 @@ def finish_run(cfg, tokenizer, *, stage: str, title: str, train_records: list[di
                     "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
 
 
-def finished_earlier(cfg) -> dict | None:
-    """With ``resume``, the metrics of a run that already finished in ``output_dir`` (how the
-    pipeline reruns a stage it has done); otherwise None."""
+@dataclass
+class Start:
+    done: dict | None  # with ``resume``: the metrics of a run that already finished (nothing to do)
+    train_records: list[dict] = field(default_factory=list)
+    eval_records: list[dict] = field(default_factory=list)
+    quant: dict = field(default_factory=dict)  # from_pretrained kwargs for QLoRA
+
+
+def begin(cfg, kind: str) -> Start:
+    """The start of every training stage, before any process or model is set up: a run that
+    already finished in ``output_dir`` is reported (with ``resume``: how the pipeline reruns a
+    stage it has done), QLoRA is checked (a clear error before anything is loaded or written),
+    and the ``kind`` records (sft, preference, prompt) are read and split."""
+    from korlhf.train.common import quantization_kwargs
+    from korlhf.train.data import load_split
+
     out = Path(cfg.output_dir)
-    if not (cfg.resume and run_finished(out)):
-        return None
-    print(f"{out} already finished (metrics.json is there); --overwrite trains again")
-    return read_metrics(out)
+    if cfg.resume and run_finished(out):
+        print(f"{out} already finished (metrics.json is there); --overwrite trains again")
+        return Start(done=read_metrics(out))
+    quant = quantization_kwargs(cfg)
+    train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, kind, cfg.seed)
+    return Start(None, train_records, eval_records, quant)
 
 
 def open_output_dir(cfg) -> Path | None:

@@ -47,25 +47,18 @@ class Config(OptimFields, DataFields, RunFields, ModelFields):
             raise ValueError(f"margin_scale needs loss: pairwise (loss is {self.loss})")
 
 
-def main(cfg: Config) -> dict:
-    return train(cfg)
-
-
-def train(cfg: Config, callbacks=()) -> dict:
+def main(cfg: Config, callbacks=()) -> dict:
     """Run the stage; returns the metrics written to ``metrics.json``."""
     from accelerate import PartialState
 
     from korlhf.models import load_reward_model, load_tokenizer
-    from korlhf.train.common import quantization_kwargs, training_dtype
-    from korlhf.train.data import load_split
-    from korlhf.train.output import append_log, finished_earlier, open_output_dir, read_log, resuming
+    from korlhf.train.common import training_dtype
+    from korlhf.train.output import append_log, begin, open_output_dir, read_log, resuming
 
-    if (done := finished_earlier(cfg)) is not None:
-        return done
-    out = Path(cfg.output_dir)
-    quant = quantization_kwargs(cfg)  # a clear QLoRA error before anything is loaded or written
-    train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "preference",
-                                             cfg.seed)
+    start = begin(cfg, "preference")
+    if start.done is not None:
+        return start.done
+    out, quant, train_records, eval_records = Path(cfg.output_dir), start.quant, start.train_records, start.eval_records
     args = training_args(cfg, has_eval=bool(eval_records))  # also sets up the processes (DDP, DeepSpeed)
     checkpoint = open_output_dir(cfg)
     main_process = PartialState().is_main_process

@@ -48,24 +48,19 @@ class Config(OptimFields, DataFields, RunFields, ModelFields):
                              "flash-attn); with sdpa or eager attention packed examples would attend to each other")
 
 
-def main(cfg: Config) -> dict:
-    return train(cfg)
-
-
-def train(cfg: Config, callbacks=()) -> dict:
+def main(cfg: Config, callbacks=()) -> dict:
     """Run the stage; returns the metrics written to ``metrics.json``. ``callbacks``: extra Trainer callbacks."""
     from accelerate import PartialState
 
     from korlhf.models import load_causal_lm, load_tokenizer
-    from korlhf.train.common import quantization_kwargs, training_dtype
-    from korlhf.train.data import load_split, sft_dataset
-    from korlhf.train.output import finished_earlier, open_output_dir, read_log, resuming, template_label
+    from korlhf.train.common import training_dtype
+    from korlhf.train.data import sft_dataset
+    from korlhf.train.output import begin, open_output_dir, read_log, resuming, template_label
 
-    if (done := finished_earlier(cfg)) is not None:
-        return done
-    out = Path(cfg.output_dir)
-    quant = quantization_kwargs(cfg)  # a clear QLoRA error before anything is loaded or written
-    train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "sft", cfg.seed)
+    start = begin(cfg, "sft")
+    if start.done is not None:
+        return start.done
+    out, quant, train_records, eval_records = Path(cfg.output_dir), start.quant, start.train_records, start.eval_records
     train_data, eval_data = sft_dataset(train_records), sft_dataset(eval_records) if eval_records else None
     args = training_args(cfg, has_eval=eval_data is not None)  # also sets up the processes (DDP, DeepSpeed)
     checkpoint = open_output_dir(cfg)

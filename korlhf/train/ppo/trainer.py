@@ -81,22 +81,22 @@ def main(cfg: Config) -> dict:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from korlhf.train.data import load_split
-    from korlhf.train.output import finished_earlier, open_output_dir, resuming
+    from korlhf.train.output import begin, open_output_dir, resuming
     from korlhf.train.ppo.checkpoint import RunLog, load_checkpoint, save_checkpoint
     from korlhf.train.ppo.output import print_samples, write_outputs
     from korlhf.train.rl.evaluate import evaluate
     from korlhf.train.rl.prompts import prompt_indices
 
-    if (done := finished_earlier(cfg)) is not None:
-        return done
+    start = begin(cfg, "prompt")
+    if start.done is not None:
+        return start.done
     # cpu=True without a GPU, as TRL stages get from device_kwargs(): otherwise `accelerate launch`
     # on CPUs leaves every process believing it is alone (DistributedType.NO).
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available(),
                               log_with=cfg.report_to or None, project_dir=cfg.output_dir)
     checkpoint = open_output_dir(cfg)
     set_seed(cfg.seed)
-    train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, "prompt", cfg.seed)
+    train_records, eval_records = start.train_records, start.eval_records
     run, prompts, eval_prompts = setup(cfg, accelerator, train_records, eval_records)
     total = total_steps(cfg, len(prompts), accelerator.num_processes)
     run.optimizer, run.scheduler = make_optimizer(cfg, run.models.actor_critic, total)
