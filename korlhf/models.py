@@ -113,11 +113,26 @@ def _load(auto_cls, name_or_path, dtype, trust_remote_code, merge_adapter, outpu
         # A tokenizer that gained a pad token grew the embeddings before training, and peft saved the
         # grown matrices with the adapter: the base must have that size before the adapter goes on.
         _grow_embeddings(model, _adapter_vocab_size(path))
-        model = PeftModel.from_pretrained(model, path)
+        model = PeftModel.from_pretrained(model, path, config=_adapter_config(path, model))
         info = {}  # the adapter carries the head (modules_to_save)
         if merge_adapter:
             model = model.merge_and_unload()
     return (model, info) if output_loading_info else model
+
+
+def _adapter_config(path: str, model):
+    """The adapter's peft config, for the model it goes on.
+
+    An SFT (causal-LM) adapter under a reward model is how `korlhf train rm` starts from a LoRA
+    SFT model: its layers apply, its task does not (peft's causal-LM wrapper needs generation
+    methods a classification model lacks, GPT-NeoX's among them), so it goes on as a plain adapter.
+    """
+    from peft import PeftConfig
+
+    config = PeftConfig.from_pretrained(path)
+    if str(config.task_type) in ("CAUSAL_LM", "TaskType.CAUSAL_LM") and not hasattr(model, "generate"):
+        config.task_type = None
+    return config
 
 
 def _adapter_vocab_size(path: str) -> int:

@@ -87,8 +87,11 @@ def build_reward_model(tokenizer, arch: str = "gpt2", size: TinySize | None = No
     return AutoModelForSequenceClassification.from_config(config)
 
 
+ARCHS = ("gpt2", "llama", "gpt_neox", "qwen2")
+
+
 def _model_config(tokenizer, arch: str, size: TinySize):
-    from transformers import GPT2Config, LlamaConfig
+    from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig, Qwen2Config
 
     ids = dict(
         vocab_size=len(tokenizer),
@@ -111,7 +114,15 @@ def _model_config(tokenizer, arch: str, size: TinySize):
             tie_word_embeddings=True,
             **ids,
         )
-    raise ValueError(f"unknown tiny architecture {arch!r}; choose gpt2 or llama")
+    if arch == "gpt_neox":  # polyglot-ko's architecture
+        return GPTNeoXConfig(hidden_size=size.hidden, intermediate_size=size.hidden * 4, num_hidden_layers=size.layers,
+                             num_attention_heads=size.heads, max_position_embeddings=size.max_positions,
+                             rotary_pct=0.5, use_parallel_residual=True, tie_word_embeddings=False, **ids)
+    if arch == "qwen2":
+        return Qwen2Config(hidden_size=size.hidden, intermediate_size=size.hidden * 4, num_hidden_layers=size.layers,
+                           num_attention_heads=size.heads, num_key_value_heads=size.heads,
+                           max_position_embeddings=size.max_positions, tie_word_embeddings=True, **ids)
+    raise ValueError(f"unknown tiny architecture {arch!r}; choose {', '.join(ARCHS)}")
 
 
 def save_tiny(out_dir: str | Path, texts: Iterable[str], arch: str = "gpt2", kind: str = "causal",
