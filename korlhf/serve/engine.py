@@ -42,7 +42,7 @@ class Engine:
         self.model, self.tokenizer = model, tokenizer
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self.busy = False
-        self.stats = {"served": 0, "cancelled": 0, "failed": 0}
+        self.stats = {"served": 0, "cancelled": 0, "failed": 0, "invalid_bytes_dropped": 0}
         self.thread = threading.Thread(target=self._work, name="korlhf-generate", daemon=True)
         self.thread.start()
 
@@ -81,6 +81,9 @@ class Engine:
                                      on_text=lambda piece, job=job: job.on_event("text", piece),
                                      cancelled=job.cancelled.is_set, strip_leading=job.strip_leading)
                 self.stats["cancelled" if reply.finish_reason == "cancelled" else "served"] += 1
+                if reply.dropped:
+                    self.stats["invalid_bytes_dropped"] += reply.dropped
+                    log.info("dropped %d invalid byte sequence(s) (U+FFFD) from an answer", reply.dropped)
                 job.on_event("done", reply)
             except Exception as exc:  # one bad request must not kill the worker
                 self.stats["failed"] += 1
