@@ -4,6 +4,7 @@ Left to itself, ``from_pretrained("runs/nonexistent")`` takes a mistyped folder 
 without network huggingface_hub retries every file with backoff (5 tries, up to 8 s apart) before
 its error: about a minute of retry lines. `locate` answers at once instead:
 
+- a folder with no saved model in it (a stage that failed or is still running): said so;
 - a name that looks like a path (starts with ``/``, ``.`` or ``~``, is not a valid hub
   ``org/name``, or sits in a folder that exists) and is not a folder: "no such model folder";
 - a hub id with ``HF_HUB_OFFLINE=1``: loaded from the local cache, or one message saying it is
@@ -32,6 +33,8 @@ def locate(name_or_path: str | Path, what: str = "model") -> dict:
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
+        if not any((path / name).is_file() for name in (*_MARKERS, "adapter_config.json", "tokenizer.json")):
+            raise KorlhfError(_unfinished(path, what))
         return {}
     if path.exists():
         raise KorlhfError(f"{text} is a file, not a model folder: give the folder a korlhf stage wrote (with "
@@ -83,6 +86,19 @@ def _no_such_folder(text: str, what: str) -> str:
             return f"{message}; {path.parent} holds: {shown}"
         return f"{message}; {path.parent} holds no folders"
     return f"{message}; give the folder a korlhf stage wrote, or a hub id such as EleutherAI/polyglot-ko-1.3b"
+
+
+def _unfinished(path: Path, what: str) -> str:
+    """A folder without a saved model: most often a stage that failed or is still running."""
+    checkpoints = sorted(path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+                         if p.name.split("-")[-1].isdigit() else -1)
+    message = f"{path} holds no finished {what} (no config.json or adapter_config.json in it)"
+    if (path / "config.yaml").is_file():
+        message += "; a korlhf stage started there but did not finish: see its log, then run it again"
+        if checkpoints:
+            message += f" (it resumes from {checkpoints[-1].name})"
+        return message
+    return message + "; give the folder a korlhf stage wrote, or a hub id"
 
 
 def _cached(repo_id: str) -> bool:

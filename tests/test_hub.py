@@ -36,6 +36,25 @@ def test_mistyped_local_folder_is_an_error_at_once(tmp_path, monkeypatch):
         load_tokenizer("runs/sft/notes.txt")
 
 
+def test_folder_of_a_failed_stage_is_named_as_such(tmp_path):
+    run = tmp_path / "sft"
+    run.mkdir()
+    (run / "config.yaml").write_text("model_name_or_path: x\n")
+    with pytest.raises(KorlhfError) as err:
+        load_tokenizer(run)
+    assert str(err.value) == (f"{run} holds no finished tokenizer (no config.json or adapter_config.json in it); a "
+                              "korlhf stage started there but did not finish: see its log, then run it again")
+    (run / "checkpoint-10").mkdir()
+    (run / "checkpoint-200").mkdir()
+    with pytest.raises(KorlhfError, match=r"see its log, then run it again \(it resumes from checkpoint-200\)$"):
+        load_causal_lm(run)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(KorlhfError, match=r"empty holds no finished model \(no config.json or adapter_config.json in "
+                                          r"it\); give the folder a korlhf stage wrote, or a hub id$"):
+        load_causal_lm(empty)
+
+
 def test_offline_hub_id_not_in_cache_is_one_message():
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     with pytest.raises(KorlhfError) as err:
