@@ -68,8 +68,11 @@ def batch_replies(model, tokenizer, rows: list[Row]) -> list[Reply]:
         states = [_State(model, tokenizer, row) for row in rows]
     except (AttributeError, TypeError) as exc:  # private generate helpers moved in another version
         raise Unbatchable(f"{type(exc).__name__}: {exc}") from exc
+    parameters = inspect.signature(model.forward).parameters
+    if "position_ids" not in parameters:  # left padding needs explicit positions
+        raise Unbatchable(f"{type(model).__name__}.forward takes no position_ids")
     # transformers 5 renamed the forward argument `past_key_values` to `cache`
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache_arg = "cache" if "cache" in parameters else "past_key_values"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(len(row.input_ids) for row in rows)
     ids = torch.tensor([[pad] * (width - len(r.input_ids)) + r.input_ids for r in rows], device=model.device)
