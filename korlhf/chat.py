@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from korlhf.decoding import Decoding
 from korlhf.errors import KorlhfError
+from korlhf.streaming import StopText  # noqa: F401  (re-exported: chat's streaming pieces)
 
 # Presets whose answer can stream token by token (beam search and contrastive search cannot).
 STREAMED = ("greedy", "sample", "top-k", "top-p", "typical-p", "min-p")
@@ -90,6 +91,7 @@ class Reply:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    dropped: int = 0  # U+FFFD left out of the text: invalid byte sequences the model emitted
 
 
 def pick_device(device: str | None) -> str:
@@ -130,43 +132,6 @@ def encode(tokenizer, messages: list[dict]) -> list[int]:
     from korlhf.templates import render_prompt
 
     return tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False, verbose=False)["input_ids"]
-
-
-class StopText:
-    """Cuts the streamed text before the first stop string, holding back a tail that might begin one.
-
-    Written here because transformers' ``stop_strings`` stop generation but leave the stop string
-    in the output, and a streamed client must never see it.
-    """
-
-    def __init__(self, stops: list[str], emit: Callable[[str], None]):
-        self.stops, self.emit = stops, emit
-        self.text = ""  # everything decoded so far
-        self.sent = 0  # characters of self.text passed to emit
-        self.hit = False
-
-    def push(self, piece: str) -> None:
-        if self.hit or not piece:
-            return
-        start = max(0, self.sent - max((len(s) for s in self.stops), default=0))
-        self.text += piece
-        cuts = [i for i in (self.text.find(s, start) for s in self.stops) if i >= 0]
-        if cuts:
-            self.hit = True
-            self.text = self.text[:min(cuts)]
-            self._send(len(self.text))
-            return
-        hold = max((k for s in self.stops for k in range(1, len(s)) if self.text.endswith(s[:k])), default=0)
-        self._send(len(self.text) - hold)
-
-    def finish(self) -> None:
-        if not self.hit:
-            self._send(len(self.text))
-
-    def _send(self, upto: int) -> None:
-        if upto > self.sent:
-            self.emit(self.text[self.sent:upto])
-            self.sent = upto
 
 
 def stream_reply(model, tokenizer, input_ids: list[int], decoding: Decoding,
@@ -237,7 +202,7 @@ def stream_reply(model, tokenizer, input_ids: list[int], decoding: Decoding,
         reason = "stop"
     else:
         reason = "length" if len(new_ids) >= decoding.max_new_tokens else "stop"
-    return Reply("".join(pieces), reason, len(input_ids), len(new_ids), time.perf_counter() - start)
+    return Reply("".join(pieces), reason, len(input_ids), len(new_ids), time.perf_counter() - start, decoder.dropped)
 
 
 class ChatSession:
@@ -247,7 +212,14 @@ class ChatSession:
         self.model, self.tokenizer, self.decoding, self.system = model, tokenizer, decoding, system
         self.context = context_length(model, tokenizer)
         self.messages: list[dict] = []
-        self.dropped_turns = 0  # old turns left out to fit the context, in the last answer
+        self.dropped_turns = 0  # old turns (the first N) left out to fit the context, in the last answer
+        self.budget = decoding.max_new_tokens  # the last answer's token budget
+
+    @property
+    def reserved(self) -> int:
+        """Room kept for the answer: ``max_new_tokens``, but at most half the context, so that a
+        max_new_tokens filling the context does not cost the whole history on every turn."""
+        return max(1, min(self.decoding.max_new_tokens, self.context // 2))
 
     def reset(self) -> None:
         self.messages = []
@@ -255,8 +227,8 @@ class ChatSession:
     def prompt(self, user_text: str) -> tuple[list[dict], list[int], int]:
         """Messages, their token ids and the answer budget for a new user turn.
 
-        Oldest turns are dropped until prompt + ``max_new_tokens`` fits the context; with only the
-        new turn left, the answer budget shrinks to the room that remains.
+        Oldest turns are dropped, only as many as needed, until the prompt leaves `reserved`
+        tokens; the answer then gets all the room left, up to ``max_new_tokens``.
         """
         head = [{"role": "system", "content": self.system}] if self.system else []
         turns = self.messages + [{"role": "user", "content": user_text}]
@@ -264,14 +236,15 @@ class ChatSession:
         while True:
             ids = encode(self.tokenizer, head + turns)
             room = self.context - len(ids)
-            if room >= self.decoding.max_new_tokens or len(turns) <= 1:
+            if room >= self.reserved or len(turns) <= 1:
                 break
             turns = turns[2:]  # one user + assistant pair
             self.dropped_turns += 1
         if room < 1:
             raise KorlhfError(f"the message is {len(ids)} tokens; this model reads at most {self.context} "
                               "tokens in all. Write a shorter message")
-        return head + turns, ids, min(room, self.decoding.max_new_tokens)
+        self.budget = min(room, self.decoding.max_new_tokens)
+        return head + turns, ids, self.budget
 
     def answer(self, user_text: str, on_text: Callable[[str], None] | None = None) -> Reply:
         """Answer ``user_text`` (streamed to ``on_text``) and add both turns to the history.
@@ -294,7 +267,7 @@ class ChatSession:
         return reply
 
 
-HELP = "명령: /reset 새 대화 · /exit 종료 · /help 도움말   (답변 중 Ctrl-C: 답변 중지)"
+HELP = "명령: /reset 새 대화 · /exit 종료 · /help 도움말   (답변 중 Ctrl-C: 답변 중지 · 입력 중 Ctrl-C 두 번: 종료)"
 
 
 def repl(session: ChatSession, read: Callable[[str], str] = input, console=None, show_stats: bool = True) -> None:
@@ -303,12 +276,23 @@ def repl(session: ChatSession, read: Callable[[str], str] = input, console=None,
 
     console = console or Console(highlight=False, soft_wrap=True)
     echo = not sys.stdin.isatty() and read is input  # piped input: show what was read, so transcripts read well
+    interrupted = False  # Ctrl-C at the prompt once: a second one leaves (the conversation is lost then)
+    shown_dropped = 0
     while True:
         try:
             line = read("나> ")
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             console.print()
             return
+        except KeyboardInterrupt:
+            if interrupted or not session.messages:
+                console.print()
+                return
+            interrupted = True
+            console.print(f"\n[dim](종료하려면 Ctrl-C를 한 번 더 누르세요: 대화 {len(session.messages) // 2}턴이 "
+                          "사라집니다 · /exit, Ctrl-D도 종료)[/dim]")
+            continue
+        interrupted = False
         if echo:
             console.print(line, markup=False)
         text = line.strip()
@@ -319,15 +303,19 @@ def repl(session: ChatSession, read: Callable[[str], str] = input, console=None,
             return
         if command == "/reset":
             session.reset()
+            shown_dropped = 0
             console.print("[dim](대화를 새로 시작합니다)[/dim]")
             continue
         if command in ("/help", "/?"):
             console.print(HELP, markup=False)
             continue
-        _answer(session, text, console, show_stats)
+        _answer(session, text, console, show_stats, shown_dropped)
+        shown_dropped = session.dropped_turns
 
 
-def _answer(session: ChatSession, text: str, console, show_stats: bool) -> None:
+def _answer(session: ChatSession, text: str, console, show_stats: bool, shown_dropped: int = 0) -> None:
+    """One streamed answer and a dim line of notes: old turns the model no longer sees (when that
+    changes), a budget cut short by the context, truncation, speed."""
     console.print("모델> ", end="")
     try:
         reply = session.answer(text, lambda piece: console.out(piece, end="", highlight=False))
@@ -339,10 +327,14 @@ def _answer(session: ChatSession, text: str, console, show_stats: bool) -> None:
         return
     console.print()
     notes = []
-    if session.dropped_turns:
-        notes.append(f"앞의 대화 {session.dropped_turns}턴은 길이 제한으로 빠졌습니다")
+    if session.dropped_turns != shown_dropped and session.dropped_turns:
+        turns = "1번째 턴" if session.dropped_turns == 1 else f"1–{session.dropped_turns}번째 턴"
+        notes.append(f"문맥 {session.context}토큰에 맞추려고 앞의 대화 {turns}은 모델에게 보이지 않았습니다 "
+                     "(/reset: 새 대화)")
     if reply.finish_reason == "length":
-        notes.append("max_new_tokens에서 잘렸습니다")
+        cut = ("max_new_tokens에서" if session.budget >= session.decoding.max_new_tokens
+               else f"문맥에 남은 {session.budget}토큰에서")
+        notes.append(f"{cut} 잘렸습니다")
     if show_stats and reply.seconds > 0:
         notes.append(f"{reply.completion_tokens} tokens, {reply.completion_tokens / reply.seconds:.1f} tok/s")
     if notes:
@@ -367,5 +359,9 @@ def main(cfg: Config) -> None:
     mode = decoding.preset + (f" ({', '.join(knobs)})" if knobs else "")
     console.print(f"[bold]{cfg.model}[/bold] on {model.device} · template "
                   f"{template_name(tokenizer.chat_template) or 'custom'} · {mode} · max_new_tokens {cfg.max_new_tokens}")
+    if cfg.max_new_tokens > session.reserved:
+        console.print(f"[yellow]max_new_tokens {cfg.max_new_tokens} is more than half of this model's context "
+                      f"({session.context} tokens): to keep the conversation, answers get at least "
+                      f"{session.reserved} tokens and more only as the history allows[/yellow]")
     console.print(HELP, markup=False)
     repl(session, console=console, show_stats=cfg.show_stats)

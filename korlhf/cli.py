@@ -185,6 +185,16 @@ def eval_score(ctx: typer.Context) -> None:
 
     Example: korlhf eval --predictions gen.jsonl --references refs.jsonl --out runs/eval
     """
+    from korlhf.config import stray_argument
+
+    stray = stray_argument(ctx.args)  # `korlhf eval gen.jsonl` is the natural first try: say how to write it
+    if stray is not None:
+        named = "--predictions" in " ".join(ctx.args)
+        raise KorlhfError(f"unexpected argument {stray!r}: " + (
+            "one --predictions file is scored at a time" if named else
+            f"korlhf eval takes its files as options: korlhf eval --predictions {stray}") +
+            " (--references REFS.jsonl adds reference metrics; the other eval commands are sweep, sheet, agree "
+            "and kobest)")
     run_stage(ctx, "korlhf.evaluation.score")
 
 

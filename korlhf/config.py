@@ -136,6 +136,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def stray_argument(args: list[str]) -> str | None:
+    """The first word of ``args`` that `_parse_flags` would refuse (not a flag, nor a flag's value)."""
+    i = 0
+    while i < len(args):
+        if not args[i].startswith("--") or args[i] == "--":
+            return args[i]
+        takes_value = "=" not in args[i] and i + 1 < len(args) and not args[i + 1].startswith("--")
+        i += 2 if takes_value else 1
+    return None
+
+
 def _parse_flags(args: list[str]) -> tuple[dict[str, Any], str | None]:
     """``--key value``, ``--key=value``, bare ``--flag`` (true) and ``--no-flag`` (false).
 

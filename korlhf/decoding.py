@@ -80,6 +80,8 @@ class Decoding:
             (0 <= self.penalty_alpha <= 1, "penalty_alpha must be in [0, 1]"),
             (self.repetition_penalty > 0, "repetition_penalty must be > 0 (1.0 = off)"),
             (self.num_return_sequences >= 1, "num_return_sequences must be at least 1"),
+            # transformers' set_seed also seeds numpy, which takes 0 .. 2**32 - 1 only
+            (self.seed is None or 0 <= self.seed < 2**32, "seed must be between 0 and 4294967295 (2**32 - 1)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -279,16 +279,20 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[dict]:
     ``.jsonl``/``.json`` files hold records (a JSON array also works: KoChatGPT ships its prompts
     as one); any other file is one prompt per non-empty line.
     """
+    from korlhf.data.io import read_text
     from korlhf.records import read_jsonl
 
     path = Path(path)
     if not path.is_file():
         raise KorlhfError(f"prompt file not found: {path}")
+    text = read_text(path)[0]  # the data stage's diagnosis of CP949 / UTF-16 / empty files
     if path.suffix not in (".jsonl", ".json"):
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-        items = [{"prompt": line.strip()} for line in lines if line.strip()]
-    elif path.read_text(encoding="utf-8-sig").lstrip().startswith("["):
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        items = [{"prompt": line.strip()} for line in text.splitlines() if line.strip()]
+    elif text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise KorlhfError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
         items = [dict(_check_item(r, f"{path}: item {i + 1}")) for i, r in enumerate(data)]
     else:
         items = [_check_item(r, f"{path}:{n}") for n, r in read_jsonl(path)]

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from korlhf.errors import KorlhfError
+from korlhf.hub import locate
 from korlhf.templates import prepare_tokenizer
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -44,8 +45,9 @@ def load_tokenizer(name_or_path: str | Path, template: str | None = None, trust_
     """
     from transformers import AutoTokenizer
 
+    where = locate(name_or_path, "tokenizer")  # a mistyped folder or an unreachable hub: one message, at once
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **where)
     except (OSError, ValueError) as exc:
         raise KorlhfError(_not_found(name_or_path, "tokenizer", exc)) from None
     prepare_tokenizer(tokenizer, template)
@@ -100,7 +102,9 @@ def _load(auto_cls, name_or_path, dtype, trust_remote_code, merge_adapter, outpu
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     path = str(name_or_path)
+    locate(path)
     base = adapter_base(path) if is_adapter_dir(path) else path
+    kwargs = {**locate(base), **kwargs}
     try:
         loaded = auto_cls.from_pretrained(base, dtype=torch_dtype, trust_remote_code=trust_remote_code,
                                           output_loading_info=output_loading_info, **kwargs)

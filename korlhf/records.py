@@ -30,17 +30,25 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     if not path.is_file():
         raise KorlhfError(f"file not found: {path}")
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise KorlhfError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise KorlhfError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            yield lineno, record
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise KorlhfError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+                if not isinstance(record, dict):
+                    raise KorlhfError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+                yield lineno, record
+    except UnicodeDecodeError:
+        # Every stage reads its files here: give them the data stage's diagnosis (the line, CP949
+        # or UTF-16, the iconv command) rather than a traceback.
+        from korlhf.data.io import read_text
+
+        read_text(path)
+        raise KorlhfError(f"{path}: not UTF-8; save the file as UTF-8") from None
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:

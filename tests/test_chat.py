@@ -1,13 +1,15 @@
 """`korlhf chat` and the streamed generation it shares with `korlhf serve`."""
 
 import dataclasses
+import io
 import subprocess
 import sys
 
 import pytest
 import torch
+from rich.console import Console
 
-from korlhf.chat import ChatSession, DecodingFields, StopText, load_model, stream_reply
+from korlhf.chat import ChatSession, DecodingFields, StopText, load_model, repl, stream_reply
 from korlhf.decoding import Decoding
 from korlhf.errors import KorlhfError
 
@@ -50,6 +52,17 @@ def test_streamed_korean_is_never_split_mid_syllable(tiny_tokenizer):
     assert (reply.finish_reason, reply.prompt_tokens, reply.completion_tokens) == ("stop", 2, len(ids) + 1)
 
 
+def test_invalid_bytes_a_sampled_model_emits_never_reach_the_screen(tiny_tokenizer):
+    ids = tiny_tokenizer(SENTENCE, add_special_tokens=False)["input_ids"]
+    lone = next(i for i in range(len(tiny_tokenizer)) if tiny_tokenizer.decode([i]) == "\ufffd")
+    sampled = ids[:4] + [lone] + ids[4:] + [lone]  # a stray byte mid-answer and one at the end
+    assert "\ufffd" in tiny_tokenizer.decode(sampled)
+    pieces = []
+    reply = stream_reply(Replay(sampled), tiny_tokenizer, [5], Decoding(), pieces.append)
+    assert all("\ufffd" not in p for p in pieces) and "\ufffd" not in reply.text
+    assert reply.text == "".join(pieces) == SENTENCE and reply.dropped >= 1
+
+
 def test_length_and_stop_string_finish_reasons(tiny_tokenizer):
     ids = tiny_tokenizer(SENTENCE, add_special_tokens=False)["input_ids"]
     short = stream_reply(Replay(ids), tiny_tokenizer, [5], Decoding(max_new_tokens=3))
@@ -79,7 +92,7 @@ def test_greedy_reply_equals_plain_generate(tiny):
     reply = stream_reply(model, tokenizer, ids, Decoding(max_new_tokens=24), pieces.append,
                          strip_leading=False)
     out = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False)[0, len(ids):]
-    assert reply.text == "".join(pieces) == tokenizer.decode(out, skip_special_tokens=True).rstrip("\ufffd")
+    assert reply.text == "".join(pieces) == tokenizer.decode(out, skip_special_tokens=True).replace("\ufffd", "")
     assert reply.completion_tokens == len(out)
 
 
@@ -137,6 +150,61 @@ def test_old_turns_are_dropped_to_fit_the_context(tiny):
     assert session.dropped_turns >= 1 and len(ids) + budget <= 90 and budget == 8
     assert messages[0] == {"role": "system", "content": "친절하게 답하세요."}
     assert messages[-1] == {"role": "user", "content": "마지막 질문"}
+
+
+def test_max_new_tokens_filling_the_context_keeps_the_history(tiny):
+    # The issue: max_new_tokens = the context dropped every old turn on every answer.
+    tokenizer, model = tiny
+    session = ChatSession(model, tokenizer, Decoding(max_new_tokens=120))
+    session.context = 120
+    assert session.reserved == 60
+    session.messages = [{"role": "user", "content": "안녕"}, {"role": "assistant", "content": "반가워요"}]
+    messages, ids, budget = session.prompt("서울은?")
+    assert session.dropped_turns == 0 and len(messages) == 3
+    assert budget == 120 - len(ids) >= 60
+
+
+def script(*steps):
+    """A ``read`` for `repl`: returns each string in turn, raises each exception class."""
+    steps = iter(steps)
+
+    def read(prompt):
+        step = next(steps)
+        if isinstance(step, type):
+            raise step()
+        return step
+
+    return read
+
+
+def test_ctrl_c_at_the_prompt_asks_before_losing_the_conversation(tiny):
+    tokenizer, model = tiny
+    session = ChatSession(model, tokenizer, Decoding(max_new_tokens=4))
+    console = Console(file=io.StringIO(), highlight=False, width=200)
+    repl(session, script("안녕", KeyboardInterrupt, "또 물어볼게요", KeyboardInterrupt, KeyboardInterrupt), console,
+         show_stats=False)
+    out = console.file.getvalue()
+    assert out.count("(종료하려면 Ctrl-C를 한 번 더 누르세요: 대화 1턴이 사라집니다 · /exit, Ctrl-D도 종료)") == 1
+    assert "(종료하려면 Ctrl-C를 한 번 더 누르세요: 대화 2턴이 사라집니다" in out  # asked again after a new turn
+    assert len(session.messages) == 4
+    empty = ChatSession(model, tokenizer, Decoding(max_new_tokens=4))
+    quiet = Console(file=io.StringIO())
+    repl(empty, script(KeyboardInterrupt), quiet)  # nothing to lose: leaves at once
+    assert "Ctrl-C" not in quiet.file.getvalue()
+
+
+def test_dropped_turns_are_named_once(tiny):
+    tokenizer, model = tiny
+    session = ChatSession(model, tokenizer, Decoding(max_new_tokens=8))
+    session.context = 60
+    console = Console(file=io.StringIO(), highlight=False, width=300)
+    questions = [f"{i}번째 질문입니다. 조금 길게 써 봅니다." for i in range(5)]
+    repl(session, script(*questions, EOFError), console, show_stats=False)
+    out = console.file.getvalue()
+    assert "문맥 60토큰에 맞추려고 앞의 대화 1번째 턴은 모델에게 보이지 않았습니다 (/reset: 새 대화)" in out
+    notes = [line for line in out.splitlines() if "보이지 않았습니다" in line]
+    assert len(notes) == len(set(notes)) >= 2  # said when it changes, not repeated every turn
+    assert f"앞의 대화 1–{session.dropped_turns}번째 턴은" in notes[-1]
 
 
 def korlhf(*args, stdin=None, timeout=120):

@@ -29,3 +29,15 @@ def test_stage_help_lists_fields():
     result = run("demo", "--help")
     assert result.returncode == 0
     assert "pretrain_steps" in result.stdout and "vocab_size" in result.stdout
+
+
+def test_eval_with_a_positional_file_says_how_to_write_it():
+    result = run("eval", "gen.jsonl")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: unexpected argument 'gen.jsonl': korlhf eval takes its files as options: korlhf eval --predictions "
+        "gen.jsonl (--references REFS.jsonl adds reference metrics; the other eval commands are sweep, sheet, agree "
+        "and kobest)")
+    result = run("eval", "--predictions", "a.jsonl", "b.jsonl")
+    assert result.stderr.strip().startswith("error: unexpected argument 'b.jsonl': one --predictions file is scored "
+                                            "at a time (--references")

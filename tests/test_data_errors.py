@@ -183,3 +183,37 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
                                                   f"(the Korean Windows encoding). Convert the file to UTF-8: iconv -f "
                                                   f"cp949 -t utf-8 {path} > {tmp_path / 'qa.utf8.csv'}"]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("export.jsonl", "첫 번째 질문입니다\n두 번째 질문\n",
+     "{path}:1: not valid JSON (Expecting value at column 1); a .jsonl file holds one JSON object per line: fix the "
+     "file, or read each line as a prompt with --format text"),
+    ("export.jsonl", '\n"질문 하나"\n"질문 둘"\n',
+     '{path}:2: a JSON string ("질문 하나"), not a record; a .jsonl file holds one JSON object per line: fix the '
+     "file, or read each line as a prompt with --format text"),
+    ("answer.json", "42\n",
+     "{path}:1: a JSON number (42), not a record; a .json file holds a JSON object or array: fix the file, or "
+     "read each line as a prompt with --format text"),
+    ("notes.json", "prompt: 안녕\n",
+     "{path}:1:1: not valid JSON (Expecting value); a .json file holds a JSON object or array: fix the file, or "
+     "read each line as a prompt with --format text"),
+])
+def test_json_named_file_that_is_not_json_is_an_error(tmp_path, name, content, message):
+    # These were read as plain-text prompts without a word (a broken export became "prompts").
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    assert error(path) == message.format(path=path)
+    lines = read_source(path, "text").records  # asked for explicitly, lines are prompts
+    assert len(lines) == len(content.rstrip().splitlines())
+
+
+def test_inspect_refuses_a_jsonl_of_text_lines(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("질문입니다\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "korlhf", "data", "inspect", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"error: {path}:1: not valid JSON (Expecting value at column 1); a .jsonl file "
+                                     "holds one JSON object per line: fix the file, or read each line as a prompt "
+                                     "with --format text")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -125,12 +126,69 @@ def test_faults_are_retried_and_cached_and_rerun_pays_nothing(tmp_path):
 
 def test_unparseable_answer_is_retried_then_failed_never_guessed(tmp_path):
     with JudgeServer(lambda body: "두 답변 모두 좋습니다.", key=KEY) as server:
-        metrics = main(config(tmp_path, server, generated(tmp_path, n=1), parse_retries=1))
+        with pytest.raises(KorlhfError) as err:
+            main(config(tmp_path, server, generated(tmp_path, n=1), parse_retries=1))
         assert server.outcomes() == {"ok": 3 * 2 * 2}  # each question asked twice, then given up
+        run = tmp_path / "run"
+        assert str(err.value) == (
+            "the judge failed on 1 of 1 item(s) (first: no verdict in the judge's answer after 2 tries: "
+            "'두 답변 모두 좋습니다.'); "
+            f"they are in {run / 'failed.jsonl'}. Run the same command again to ask only what failed (answers "
+            "already given are cached), or accept a share with --max_failed_share 0.1")
+        assert not (run / "metrics.json").exists()  # not finished: the same command asks again
+        metrics = main(config(tmp_path, server, generated(tmp_path, n=1), parse_retries=1, max_failed_share=1.0))
     failed = [r for _, r in read_jsonl(tmp_path / "run" / "failed.jsonl")]
     assert metrics["failed"] == 1 and metrics["preferences"] == 0 and len(failed) == 1
     assert "no verdict in the judge's answer after 2 tries: '두 답변 모두 좋습니다.'" in failed[0]["error"]
     assert JudgeCache(tmp_path / "run" / "judge_cache.jsonl").entries == {}  # failures are not cached
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_endpoint_fails_at_once_naming_the_url(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    began = time.monotonic()
+    with pytest.raises(KorlhfError) as err:
+        main(config(tmp_path, JudgeServer(), generated(tmp_path, n=1), base_url=url))
+    assert time.monotonic() - began < 10  # not minutes of backoff
+    assert str(err.value) == (f"cannot reach the judge endpoint {url}: connection refused; is the server running "
+                              "(ollama: `ollama serve`, vLLM: `vllm serve MODEL`) and is the port in base_url right?")
+    with pytest.raises(KorlhfError, match="base_url 'localhost:11434/v1' is not a usable URL"):
+        main(config(tmp_path, JudgeServer(), generated(tmp_path, n=1), base_url="localhost:11434/v1"))
+
+
+def test_some_failed_requests_exit_non_zero_unless_tolerated(tmp_path, capsys):
+    with JudgeServer(hangul_judge, key=KEY, faults=["500"]) as server:
+        with pytest.raises(KorlhfError, match=r"^the judge failed on 1 of 2 item\(s\) \(first: gave up after 1 tries: "
+                                              r"HTTP 500\)"):
+            main(config(tmp_path, server, generated(tmp_path, n=2), max_retries=0))
+        assert f"judge {server.base_url}: a request failed: gave up after 1 tries: HTTP 500" in capsys.readouterr().err
+        server.faults = ["500"]
+        metrics = main(config(tmp_path, server, generated(tmp_path, n=2), max_retries=0, max_failed_share=0.5))
+        assert server.outcomes() == {"ok": 11, "500": 2}  # the rerun asked only what failed (and it failed again)
+    assert metrics["failed"] == 1 and metrics["preferences"] == 1
+
+
+def test_dead_endpoint_stops_the_run_with_an_error_exit(tmp_path):
+    # Every request fails (the issue's 36 of 36 that exited 0): the run stops after 2 x concurrency.
+    inputs = generated(tmp_path, n=6)
+    with JudgeServer(hangul_judge, faults=["500"] * 100) as server:
+        args = [f"--{k}={v}" for k, v in [("inputs", inputs), ("output_dir", tmp_path / "run"), ("api_key_env", ""),
+                                          ("base_url", server.base_url), ("judge_model", "judge-1"),
+                                          ("concurrency", 2), ("max_retries", 1), ("backoff_base", 0.01)]]
+        proc = subprocess.run([sys.executable, "-m", "korlhf", "label", *args], capture_output=True, text=True,
+                              env={**os.environ, "TQDM_DISABLE": "1"}, timeout=120)
+        assert server.outcomes()["500"] <= 2 * (4 + 2)  # 4 given up (2 tries each), at most 2 more in flight
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"judge {server.base_url}: HTTP 500; retrying (at most 1 times per request)" in proc.stderr
+    assert (f"error: the judge endpoint {server.base_url} failed 4 requests in a row (last: gave up after 2 tries: "
+            "HTTP 500); stopped. Answers so far are cached: run the same command again once the endpoint works "
+            "(or raise --max_retries / --timeout)") in proc.stderr
 
 
 def test_wrong_key_stops_with_a_clear_error_that_hides_the_key(tmp_path, monkeypatch):

@@ -120,6 +120,7 @@ BAD = [  # (keyword arguments for chat.completions.create, status, param, messag
     (dict(extra_body={"temprature": 1}), 400, "temprature", "Unrecognized request argument supplied: temprature"),
     (dict(extra_body={"top_k": -1}), 400, "top_k", "Invalid value for 'top_k': -1. Input should be greater than or equal to 0."),
     (dict(extra_body={"preset": "beam"}), 400, "preset", "preset 'beam' cannot stream its answer token by token"),
+    (dict(seed=-1), 400, "seed", "seed must be between 0 and 4294967295 (2**32 - 1)"),
     (dict(n=2), 400, "n", "n=2: this server returns one choice per request; send n=1 (or several requests)"),
     (dict(presence_penalty=0.5), 400, "presence_penalty",
      "presence_penalty is not supported; use repetition_penalty (e.g. 1.1) to curb repetition"),
@@ -179,7 +180,8 @@ def test_fifty_concurrent_requests_each_get_their_own_answer(server, tiny):
     answers = asyncio.run(everyone())
     errors = [a for a in answers if isinstance(a, BaseException)]
     assert errors == []
-    assert answers == expected
+    assert answers == expected  # batched with whoever else waited, yet each seeded answer is its own
+    assert httpx.get(server.url + "/health").json()["largest_batch"] > 1
 
 
 def test_a_client_that_leaves_mid_stream_stops_its_generation(server):
@@ -297,3 +299,23 @@ def test_serve_command(tiny_gpt2):
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert f"web chat  {url}/" in out and "Traceback" not in out
+
+
+def test_out_of_range_options_are_one_line_errors():
+    proc = subprocess.run([sys.executable, "-m", "korlhf", "serve", "--model", "runs/x", "--port", "99999"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == "error: --port must be between 0 and 65535 (0 = any free port); got 99999"
+    cases = [({"port": -1}, "--port must be between 0 and 65535 (0 = any free port); got -1"),
+             ({"max_queue": 0}, "--max_queue must be at least 1; got 0"),
+             ({"max_tokens_limit": 0}, "--max_tokens_limit must be at least 1; got 0"),
+             ({"max_new_tokens": 4096}, "--max_new_tokens 4096 is above --max_tokens_limit 1024: raise the limit or "
+                                        "lower the default"),
+             ({"log_level": "loud"}, "--log_level must be one of critical, error, warning, info, debug, trace; got "
+                                     "'loud'"),
+             ({"seed": 2**40}, "decoding settings: seed must be between 0 and 4294967295 (2**32 - 1)"),
+             ({"max_new_tokens": 0}, "decoding settings: max_new_tokens must be at least 1")]
+    for fields, message in cases:
+        with pytest.raises((KorlhfError, ValueError)) as err:
+            Config(model="runs/x", **fields)
+        assert str(err.value) == message, fields

@@ -19,6 +19,7 @@ from pathlib import Path
 from korlhf.errors import KorlhfError
 
 CONTAINERS = ("json", "jsonl", "csv", "tsv", "parquet", "text")
+CONVERSATION_START = "<<start conversation>>"  # KoChatGPT's dialogue text (korlhf.data.readers)
 _WS = re.compile(r"\s*")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
@@ -87,6 +88,9 @@ def read_raw(path: str | Path, container: str | None = None) -> Raw:
     if container is None:
         container = sniffed
         named = {".jsonl": "jsonl", ".json": "json"}.get(path.suffix.lower())
+        # KoChatGPT ships its dialogue text as kochatgpt_1_SFT_conversation.jsonl: that one is text.
+        if named and sniffed == "text" and CONVERSATION_START not in text:
+            raise KorlhfError(_not_json(path, text))
         if named and named != sniffed and sniffed in ("json", "jsonl"):
             shape = "one JSON array" if sniffed == "json" else "JSON Lines (one object per line)"
             notes.append(f"{path}: is {shape} despite its {path.suffix} name; read it as {sniffed}")
@@ -100,6 +104,32 @@ def read_raw(path: str | Path, container: str | None = None) -> Raw:
     {"json": _json, "jsonl": _jsonl, "csv": _delimited, "tsv": _delimited, "text": _lines}[container](raw)
     _nfc_keys(raw)
     return raw
+
+
+_JSON_KINDS = {int: "number", float: "number", str: "string", bool: "true/false", type(None): "null"}
+
+
+def _not_json(path: Path, text: str) -> str:
+    """Why a .json/.jsonl file that does not start with an object or array holds no records.
+
+    Such a file used to be read as plain text, one prompt per line, so a broken JSON export
+    became "prompts" without a word; reading lines as text is now asked for with --format text.
+    """
+    per_line = path.suffix.lower() == ".jsonl"
+    hint = (f"a {path.suffix} file holds {'one JSON object per line' if per_line else 'a JSON object or array'}: "
+            "fix the file, or read each line as a prompt with --format text")
+    lineno, chunk = 1, text
+    if per_line:
+        lineno, chunk = next((i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip())
+    try:
+        value = json.loads(chunk)
+    except json.JSONDecodeError as exc:
+        where = f"{lineno}" if per_line else f"{exc.lineno}:{exc.colno}"
+        column = f" at column {exc.colno}" if per_line else ""
+        return f"{path}:{where}: not valid JSON ({exc.msg}{column}); {hint}"
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"{path}:{lineno}: a JSON {_JSON_KINDS.get(type(value), 'value')} ({shown}), not a record; {hint}"
 
 
 def sniff_container(path: Path, text: str) -> str:

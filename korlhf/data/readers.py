@@ -34,7 +34,7 @@ from korlhf.errors import KorlhfError
 FORMATS = ("kochatgpt-sft", "kochatgpt-rm", "kochatgpt-ppo", "kochatgpt-conversation", "koalpaca", "nikl",
            "aihub", *(f"aihub-{k}" for k in corpora.AIHUB_LAYOUTS), "kobest", "records", *io.CONTAINERS)
 TEXT_KEYS = ("prompt", "input", "response", "completion", "instruction", "output")
-_CONVERSATION_START = "<<start conversation>>"
+_CONVERSATION_START = io.CONVERSATION_START
 _SPEAKER = re.compile(r"^<(사람|챗봇)>\s*:\s?(.*)$")
 
 

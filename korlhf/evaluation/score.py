@@ -53,7 +53,9 @@ def read_column(path: str | Path, key: str, limit: int | None = None, required: 
     if not path.is_file():
         raise KorlhfError(f"file not found: {path}")
     if path.suffix != ".jsonl":
-        values = [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        from korlhf.data.io import read_text
+
+        values = [line for line in read_text(path)[0].splitlines() if line.strip()]
         return values[:limit] if limit is not None else values
     values, missing = [], []
     for lineno, record in read_jsonl(path):

@@ -11,7 +11,10 @@ not retry. Policy:
   server's ``Retry-After`` / ``retry-after-ms`` header asks (also capped at ``backoff_max``);
 - an answer without a verdict: asked again up to ``parse_retries`` times, then recorded as failed;
 - 401/403/404 (wrong key, no access, unknown model): stop the run with a clear error;
-- other 4xx (e.g. a prompt too long for the judge): that request fails, the run goes on.
+- other 4xx (e.g. a prompt too long for the judge): that request fails, the run goes on;
+- before any work is queued the endpoint is probed once (`check_endpoint`), so a server that is
+  not running or a host without network fails at once instead of after minutes of backoff; and
+  ``2 x concurrency`` (at least 3) requests in a row given up on stop the run (the endpoint died).
 
 Requests run on a thread pool of ``concurrency`` workers; every parsed answer is written to the
 `JudgeCache` at once. The API key is read from an environment variable, handed to the client and
@@ -23,6 +26,7 @@ from __future__ import annotations
 import email.utils
 import os
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -116,6 +120,10 @@ class ApiJudge:
         self.counters = Counters(price_input=cfg.price_input, price_output=cfg.price_output)
         self._secret = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         self.client = _make_client(cfg, self._secret)
+        self._warned: set[str] = set()
+        self._given_up_in_row = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()  # set when the run stops: requests in flight give up at once
 
     def body(self, messages: list[dict]) -> dict:
         return {"model": self.cfg.judge_model, "messages": messages, "temperature": self.cfg.judge_temperature,
@@ -139,6 +147,7 @@ class ApiJudge:
                 answers[key] = answer
         if not todo:
             return answers
+        check_endpoint(self.cfg.base_url, self.cfg.timeout)
         bar = tqdm(total=len(todo), desc=f"judge {self.cfg.judge_model}", unit="req", disable=not progress)
         pool = ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency))
         try:
@@ -149,7 +158,11 @@ class ApiJudge:
                 for future in done:
                     answers[futures[future]] = future.result()  # a fatal error (bad key) raises here
                     bar.update(1)
+                retries = sum(self.counters.retries.values())
+                if self.counters.failed or retries:
+                    bar.set_postfix_str(f"{self.counters.failed} failed, {retries} retries", refresh=False)
         except BaseException:  # a bad key or Ctrl-C: drop what has not started; answers so far are cached
+            self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
@@ -177,14 +190,17 @@ class ApiJudge:
                 content, usage = self._call(request.body)
             except _Retry as exc:
                 if attempt >= cfg.max_retries:
-                    self.counters.count("failed")
-                    return Answer(error=f"gave up after {attempt + 1} tries: {exc.reason}")
+                    return self._give_up(f"gave up after {attempt + 1} tries: {exc.reason}")
                 self.counters.retry(exc.reason.split(":")[0])
-                time.sleep(self._delay(attempt, exc.wait))
+                self._warn(exc.reason.split(":")[0], f"{exc.reason}; retrying (at most {cfg.max_retries} "
+                                                      "times per request)")
+                if self._stop.wait(self._delay(attempt, exc.wait)):
+                    return Answer(error="stopped")
                 attempt += 1
                 continue
             except _Fail as exc:
                 self.counters.count("failed")
+                self._warn("failed", f"a request failed: {exc}")
                 return Answer(error=str(exc))
             verdict = request.parse(content)
             if verdict is None:
@@ -194,10 +210,38 @@ class ApiJudge:
                     continue
                 self.counters.count("failed")
                 shown = (content or "").strip().replace("\n", " ")[:200]
-                return Answer(content=content, error=f"no verdict in the judge's answer after {unparsed + 1} tries: "
-                                                     f"{shown!r}")
+                error = f"no verdict in the judge's answer after {unparsed + 1} tries: {shown!r}"
+                self._warn("no verdict", f"a request failed: {error}")
+                return Answer(content=content, error=error)
             self.cache.put(request.key, {"model": request.body["model"], "content": content, "usage": usage})
+            with self._lock:
+                self._given_up_in_row = 0
             return Answer(verdict=verdict, content=content)
+
+    def _give_up(self, error: str) -> Answer:
+        """A request failed on transient errors: counted, warned once, and the run stopped when
+        too many in a row fail (the endpoint went away: backing off on every item would take hours)."""
+        self.counters.count("failed")
+        self._warn("gave up", f"a request failed: {error}")
+        limit = max(3, 2 * self.cfg.concurrency)
+        with self._lock:
+            self._given_up_in_row += 1
+            stop = self._given_up_in_row >= limit
+        if stop:
+            raise KorlhfError(f"the judge endpoint {self.cfg.base_url} failed {limit} requests in a row (last: "
+                              f"{error}); stopped. Answers so far are cached: run the same command again once the "
+                              "endpoint works (or raise --max_retries / --timeout)")
+        return Answer(error=error)
+
+    def _warn(self, kind: str, message: str) -> None:
+        """One visible line per kind of trouble (not one per request), above the progress bar."""
+        from tqdm.auto import tqdm
+
+        with self._lock:
+            if kind in self._warned:
+                return
+            self._warned.add(kind)
+        tqdm.write(f"judge {self.cfg.base_url}: {message}", file=sys.stderr)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         cfg = self.cfg
@@ -241,6 +285,38 @@ class ApiJudge:
                                f"{self.cfg.judge_model!r} ({detail}); check base_url (it usually ends in /v1) "
                                "and judge_model")
         return _Fail(f"HTTP {status}: {detail}")
+
+
+def check_endpoint(base_url: str, timeout: float) -> None:
+    """Raise a KorlhfError at once when nothing answers at ``base_url``.
+
+    Any HTTP answer to ``GET base_url/models`` (even 401 or 404) proves a server is there; only a
+    failed connection is fatal. httpx reads proxy settings from the environment as the openai
+    client does, so the probe takes the same route as the requests.
+    """
+    import httpx
+
+    wait = min(timeout, 10.0)
+    try:
+        httpx.get(base_url.rstrip("/") + "/models", timeout=wait)
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise KorlhfError(f"base_url {base_url!r} is not a usable URL ({exc}); write it as "
+                          "http://HOST:PORT/v1 (vLLM, ollama) or https://api.openai.com/v1") from None
+    except httpx.ConnectTimeout:
+        raise KorlhfError(f"cannot reach the judge endpoint {base_url}: no connection within {wait:g}s; is the "
+                          "host up, the port open (firewall) and base_url right?") from None
+    except httpx.ConnectError as exc:
+        text = str(exc)
+        if "refused" in text.lower():
+            hint = ("connection refused; is the server running (ollama: `ollama serve`, vLLM: `vllm serve MODEL`) "
+                    "and is the port in base_url right?")
+        elif "name" in text.lower() or "unreachable" in text.lower():
+            hint = f"{text}; is the network up and the host name in base_url right?"
+        else:
+            hint = f"{text}; check base_url and that the server is running"
+        raise KorlhfError(f"cannot reach the judge endpoint {base_url}: {hint}") from None
+    except httpx.TransportError:
+        pass  # connected, but no quick answer to GET /models: the real requests will tell
 
 
 def _retry_after(headers) -> float | None:

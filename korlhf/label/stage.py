@@ -73,6 +73,9 @@ class Config:
     parse_retries: int = field(default=2, metadata={"help": "re-asks when an answer has no [[verdict]]; then failed"})
     backoff_base: float = field(default=1.0, metadata={"help": "first retry wait in seconds, doubled each retry"})
     backoff_max: float = field(default=60.0, metadata={"help": "longest wait between retries, Retry-After included"})
+    max_failed_share: float = field(default=0.0, metadata={
+        "help": "share of items (0-1) the judge may fail on while the run still succeeds; above it the run "
+                "exits non-zero and is not marked finished"})
     price_input: float = field(default=0.0, metadata={"help": "USD per 1M prompt tokens (for the cost counter)"})
     price_output: float = field(default=0.0, metadata={"help": "USD per 1M completion tokens"})
     cache: str | None = field(default=None, metadata={"help": "judge answer cache (default: OUTPUT_DIR/judge_cache.jsonl)"})
@@ -91,6 +94,8 @@ class Config:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field '{name}' must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if not 0.0 <= self.max_failed_share <= 1.0:
+            raise ValueError(f"config field 'max_failed_share' must be between 0 and 1; got {self.max_failed_share}")
         if self.judge == "reward-model" and not self.reward_model:
             raise ValueError("the reward-model judge needs reward_model (a `korlhf train rm` output directory)")
 
@@ -139,9 +144,23 @@ def main(cfg: Config) -> dict:
         metrics["api"] = counters
     if any(item["truth"] for item in items) and cfg.judge != "benchmark":
         metrics["agreement_with_input_ranking"] = agreement_with_truth(items, kinds, out, console)
+    check_failed(cfg, kinds["failed"], len(items), out)
     (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     summary(metrics, out, console)
     return metrics
+
+
+def check_failed(cfg: Config, failed: list[dict], items: int, out: Path) -> None:
+    """Stop with an error when more items failed than ``max_failed_share`` allows.
+
+    The run is then not marked finished (no metrics.json), so the same command asks again only
+    what failed: every answer already given is in the judge cache.
+    """
+    if not failed or len(failed) <= cfg.max_failed_share * items:
+        return
+    raise KorlhfError(f"the judge failed on {len(failed)} of {items} item(s) (first: {failed[0]['error'].split('; ')[0][:300]}); "
+                      f"they are in {out / 'failed.jsonl'}. Run the same command again to ask only what failed "
+                      "(answers already given are cached), or accept a share with --max_failed_share 0.1")
 
 
 def candidates(cfg: Config, items: list[dict], out: Path) -> list[dict]:

@@ -20,6 +20,7 @@ from korlhf.chat import DecodingFields, ModelArgs
 from korlhf.errors import KorlhfError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 @dataclass(kw_only=True)
@@ -34,6 +35,8 @@ class Config(DecodingFields, ModelArgs):
         "help": "require 'Authorization: Bearer KEY' on /v1; default: $KORLHF_API_KEY if set, else no key"})
     max_tokens_limit: int = field(default=1024, metadata={"help": "largest max_tokens a request may ask for"})
     max_queue: int = field(default=128, metadata={"help": "requests that may wait for the model; more get HTTP 429"})
+    max_batch_size: int = field(default=16, metadata={
+        "help": "requests answered together (those that waited while the last batch ran); 1 = one at a time"})
     log_level: str = field(default="info", metadata={"help": "uvicorn log level: debug, info, warning, error"})
 
     def __post_init__(self):
@@ -44,8 +47,16 @@ class Config(DecodingFields, ModelArgs):
             self.model_name = self.model.rstrip("/") or self.model
         if self.api_key and not (self.api_key.isascii() and self.api_key.isprintable() and " " not in self.api_key):
             raise ValueError("the API key must be printable ASCII without spaces (HTTP headers carry nothing else)")
-        if self.max_tokens_limit < 1 or self.max_queue < 1:
-            raise ValueError("--max_tokens_limit and --max_queue must be at least 1")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be between 0 and 65535 (0 = any free port); got {self.port}")
+        for name in ("max_tokens_limit", "max_queue", "max_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1; got {getattr(self, name)}")
+        if self.max_new_tokens > self.max_tokens_limit:
+            raise ValueError(f"--max_new_tokens {self.max_new_tokens} is above --max_tokens_limit "
+                             f"{self.max_tokens_limit}: raise the limit or lower the default")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"--log_level must be one of {', '.join(LOG_LEVELS)}; got {self.log_level!r}")
 
 
 def require_serve_extra() -> None:
@@ -65,7 +76,7 @@ def build(cfg: Config):
     from korlhf.serve.engine import Engine
 
     tokenizer, model = load_model(cfg.model, cfg.template, cfg.dtype, cfg.device, cfg.trust_remote_code)
-    return create_app(Engine(model, tokenizer, cfg.max_queue), cfg)
+    return create_app(Engine(model, tokenizer, cfg.max_queue, cfg.max_batch_size), cfg)
 
 
 def main(cfg: Config) -> None:
