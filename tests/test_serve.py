@@ -305,7 +305,7 @@ def test_out_of_range_options_are_one_line_errors():
     proc = subprocess.run([sys.executable, "-m", "korlhf", "serve", "--model", "runs/x", "--port", "99999"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == "error: --port must be between 0 and 65535 (0 = any free port); got 99999"
+    assert proc.stderr.strip() == "error: korlhf serve: --port must be between 0 and 65535 (0 = any free port); got 99999"
     cases = [({"port": -1}, "--port must be between 0 and 65535 (0 = any free port); got -1"),
              ({"max_queue": 0}, "--max_queue must be at least 1; got 0"),
              ({"max_tokens_limit": 0}, "--max_tokens_limit must be at least 1; got 0"),

@@ -120,7 +120,7 @@ KILLED_RUN = textwrap.dedent("""
 
     class KillAfterStep(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 5:  # checkpoint-3 is on disk, steps 4-5 are not
+            if state.global_step == int(os.environ["KILL_AT"]):  # after a checkpoint, before the next
                 os.kill(os.getpid(), signal.SIGKILL)
 
     sft.main(load_config(sft.Config, None, sys.argv[1:]), callbacks=[KillAfterStep()])
@@ -128,29 +128,38 @@ KILLED_RUN = textwrap.dedent("""
 
 
 def test_resume_after_kill_gives_the_same_losses(tiny_gpt2, sft_file, tmp_path):
+    """Killed inside epoch 2 (length-grouped batches, the default), resumed: every later loss, across the
+    next epoch boundary too, and the final weights equal the uninterrupted run's."""
+    from safetensors.torch import load_file
+
+    from korlhf.records import read_jsonl, write_jsonl
     from korlhf.train import sft
     from korlhf.train.output import read_log
 
-    flags = ["--max_steps", "8", "--save_steps", "3", "--logging_steps", "1", "--learning_rate", "3e-3",
+    small = tmp_path / "small.jsonl"  # 20 records, batch 4: 5 steps an epoch; 14 steps = 3 epochs
+    write_jsonl(small, [r for _, r in read_jsonl(sft_file)][:20])
+    flags = ["--max_steps", "14", "--save_steps", "4", "--logging_steps", "1", "--learning_rate", "3e-3",
              "--batch_size", "4", "--eval_fraction", "0"]
-    sft.main(config(tiny_gpt2, sft_file, tmp_path / "whole", *flags))
+    sft.main(config(tiny_gpt2, small, tmp_path / "whole", *flags))
     killed = tmp_path / "killed"
-    args = ["--model_name_or_path", str(tiny_gpt2), "--train_files", str(sft_file), "--output_dir", str(killed), *flags]
+    args = ["--model_name_or_path", str(tiny_gpt2), "--train_files", str(small), "--output_dir", str(killed), *flags]
     proc = subprocess.run([sys.executable, "-c", KILLED_RUN, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TQDM_DISABLE": "1"})
+                          env={**os.environ, "TQDM_DISABLE": "1", "KILL_AT": "9"})
     assert proc.returncode == -9, proc.stderr[-2000:]
-    assert [p.name for p in killed.glob("checkpoint-*")] == ["checkpoint-3"]
-    assert (killed / "checkpoint-3" / "trainer_state.json").is_file()
-    assert max(row["step"] for row in read_log(killed)) == 4
+    assert [p.name for p in killed.glob("checkpoint-*")] == ["checkpoint-8"]  # step 8: inside epoch 2
+    assert (killed / "checkpoint-8" / "trainer_state.json").is_file()
+    assert max(row["step"] for row in read_log(killed)) == 8
     # A half-written checkpoint (no trainer_state.json) from some other tool must never be picked.
-    (killed / "checkpoint-7").mkdir()
-    (killed / "checkpoint-7" / "model.safetensors").write_bytes(b"truncated")
+    (killed / "checkpoint-13").mkdir()
+    (killed / "checkpoint-13" / "model.safetensors").write_bytes(b"truncated")
 
-    sft.main(config(tiny_gpt2, sft_file, killed, *flags, "--resume"))
+    sft.main(config(tiny_gpt2, small, killed, *flags, "--resume"))
     whole = [(r["step"], r["loss"]) for r in read_log(tmp_path / "whole") if "loss" in r]
     resumed = [(r["step"], r["loss"]) for r in read_log(killed) if "loss" in r]
-    assert [s for s, _ in whole] == list(range(1, 9))
-    assert resumed == whole  # exactly: same data order, RNG, optimizer state
+    assert [s for s, _ in whole] == list(range(1, 15))
+    assert resumed == whole  # exactly: same data order in every epoch, RNG, optimizer state
+    before, after = load_file(tmp_path / "whole" / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert all(before[name].equal(after[name]) for name in before)
 
 
 def test_lora_with_gradient_checkpointing_and_merge(tiny_models, sft_file, tmp_path):
