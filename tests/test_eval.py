@@ -1,4 +1,4 @@
-"""`korlhf eval`: scoring files, the decoding sweep, blind sheets, agreement with ratings, KoBEST."""
+"""`korlhf eval`: scoring files, the decoding sweep, blind sheets, agreement with ratings (KoBEST: test_kobest.py)."""
 
 import csv
 import json
@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from korlhf.errors import KorlhfError
-from korlhf.evaluation import agree, kobest, score, sheet, sweep
+from korlhf.evaluation import agree, score, sheet, sweep
 
 
 def write_jsonl(path, rows):
@@ -186,48 +186,3 @@ def test_agree_names_the_bad_rating_line(tmp_path, systems):
     with pytest.raises(KorlhfError) as err:
         agree.main(agree.Config(ratings=[str(bad)], sheet=str(tmp_path / "sheet")))
     assert str(err.value) == f"{bad}:3: rating 9 is outside 1..5"
-
-
-# --- KoBEST --------------------------------------------------------------------------------------
-
-def test_choice_logprobs_match_one_sequence_at_a_time(tiny_gpt2):
-    import torch
-
-    from korlhf.models import load_causal_lm, load_tokenizer
-
-    tokenizer = load_tokenizer(tiny_gpt2)
-    model = load_causal_lm(tiny_gpt2, tokenizer).eval()
-    items = [{"context": "문장: 정말 재미있는 영화였다\n긍부정:", "choices": ["부정", "긍정"], "label": 1},
-             {"context": "비가 왔다 그래서", "choices": ["우산을 썼다.", "햇볕이 아주 강하게 내리쬐었다."], "label": 0}]
-    got = kobest.choice_logprobs(model, tokenizer, items, batch_size=4)
-    for item, scores in zip(items, got, strict=True):
-        for choice, value in zip(item["choices"], scores, strict=True):
-            ctx = tokenizer(item["context"])["input_ids"]
-            cont = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
-            with torch.no_grad():
-                logp = model(input_ids=torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
-            expected = sum(logp[len(ctx) + k - 1, t].item() for k, t in enumerate(cont))
-            assert value == pytest.approx(expected, abs=1e-4)
-
-
-def test_accuracy_and_macro_f1_by_hand():
-    items = [{"label": 0}, {"label": 1}, {"label": 1}, {"label": 0}]
-    logprobs = [[-1, -2], [-3, -1], [-1, -2], [-1, -5]]  # predicts 0, 1, 0, 0
-    # class 0: tp 2, fp 1, fn 0 -> F1 4/5; class 1: tp 1, fp 0, fn 1 -> F1 2/3
-    assert kobest.accuracy(items, logprobs) == {"n": 4, "accuracy": 0.75, "macro_f1": pytest.approx((4 / 5 + 2 / 3) / 2)}
-
-
-def test_acc_norm_divides_by_the_choice_length_as_the_harness_does():
-    items = [{"label": 1, "choices": ["짧다", "훨씬 더 긴 끝맺음입니다"]}, {"label": 0, "choices": ["가", "나다라"]}]
-    logprobs = [[-4.0, -6.0], [-2.0, -3.0]]  # per character: [-2, -0.5] -> 1; [-2, -1] -> 1
-    assert kobest.acc_norm(items, logprobs) == 0.5 and kobest.accuracy(items, logprobs)["accuracy"] == 0.5
-
-
-def test_kobest_on_the_shared_files(tmp_path, tiny_gpt2, shared_data):
-    out = tmp_path / "kobest.json"
-    summary = kobest.main(kobest.Config(model=str(tiny_gpt2), data=str(shared_data / "kobest"), tasks=["COPA", "WiC"],
-                                        limit=3, out=str(out)))
-    assert [(t, r["n"]) for t, r in summary["tasks"].items()] == [("COPA", 3), ("WiC", 3)]
-    assert 0 <= summary["mean_accuracy"] <= 1 and json.loads(out.read_text(encoding="utf-8"))["split"] == "test"
-    with pytest.raises(KorlhfError, match=r"KoBEST file\(s\) not found: .*BoolQ/test.tsv"):
-        kobest.task_files(tmp_path, ["BoolQ"], "test")
