@@ -220,7 +220,8 @@ def eval_sheet(ctx: typer.Context, systems: list[str] = typer.Argument(None)) ->
 def eval_agree(ctx: typer.Context, ratings: list[str] = typer.Argument(None)) -> None:
     """Import ratings (people or a judge): each metric's Spearman/Kendall against them, agreement between raters.
 
-    Example: korlhf eval agree ratings_minji.csv ratings_judge.jsonl --sheet runs/sheet
+    A judge: {rater, item, slot|system, rating} JSON Lines, or korlhf eval judge's <judge>_single.jsonl.
+    Example: korlhf eval agree ratings_minji.csv runs/judge/gpt-4o_single.jsonl --sheet runs/sheet
     """
     run_stage(ctx, "korlhf.evaluation.agree", positional={"ratings": _files_first(ctx, ratings)})
 

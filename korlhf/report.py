@@ -1,8 +1,10 @@
 """One self-contained HTML report of a pipeline run (`runs/<name>/report.html`).
 
 It reads what each stage leaves in its folder — ``metrics.json``, the training log ``log.jsonl``,
-``report.json`` of the data build, the answers of ``generate/`` — and draws curves with matplotlib, inlined as base64 PNGs, so the file can be
-mailed or opened offline. Missing pieces are skipped, so a partial run still gets a report.
+``report.json`` of the data build, the answers of ``generate/``, and ``compare/`` and ``judge/``
+when `korlhf compare` / `korlhf eval judge` ran on the run — and draws curves with matplotlib,
+inlined as base64 PNGs, so the file can be mailed or opened offline. Missing pieces are skipped,
+so a partial run still gets a report.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def pipeline_report(run: str | Path, cfg) -> Path:
             sections.append((stage.report, body))
     sections += [("Models side by side (held-out prompts)", _models_section(run)),
                 ("Alignment methods compared (korlhf compare)", _compare_section(run)),
+                ("LLM judge (korlhf eval judge)", _judge_section(run)),
                 ("Decoding sweep", _sweep_section(run)),
                 ("Sample answers", _samples_section(run))]
     return write_report(run, sections, cfg.title, cfg.note)
@@ -180,6 +183,24 @@ def _compare_section(run: Path) -> str:
             f"(<code>{html.escape(str(table_md))}</code>).</p>" + table(rows) + plot_html)
 
 
+def _judge_section(run: Path) -> str:
+    """`korlhf eval judge`'s table and plot, when it has judged answers into <run>/judge (its default
+    for answers inside the run folder)."""
+    folder = run / "judge"
+    results = read_json(folder / "results.json")
+    if not results or "table" not in results:
+        return ""
+    from korlhf.evaluation.judge_table import format_value, headline
+
+    columns, rate = results["table"]["columns"], results["mode"] == "pairwise"
+    rows = [{"model": r["model"], **{c: format_value(r.get(c), rate) for c in columns}} for r in results["table"]["rows"]]
+    png = folder / "results.png"
+    plot_html = image("data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()) if png.is_file() else ""
+    return (f"<p>{html.escape(headline(results))}. Judgments: "
+            f"<code>{html.escape(str(results.get('judgment_file', folder)))}</code>.</p>"
+            + table(rows, ["model", *columns]) + plot_html)
+
+
 def _sweep_section(run: Path) -> str:
     rows = read_json(run / "eval" / "sweep" / "results.json")
     if not rows:
@@ -204,6 +225,8 @@ def _samples_section(run: Path, n: int = 8) -> str:
     from korlhf import stages
 
     order = [name for name in ("base", "sft", *stages.policies()) if name in files]
+    if not order:
+        return ""
     first = files[order[0]]
     rows = []
     for i in range(min(n, len(first))):

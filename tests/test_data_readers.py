@@ -157,7 +157,7 @@ def test_kobest_becomes_preference(shared_data):
     assert len(rec["responses"]) == 4 and rec["tied_after_first"] is True
     copa = read_source(shared_data / "kobest" / "COPA" / "dev.tsv").records[0]
     # dev row 1: "전쟁이 시작되었다." 결과, Answer 2: the right answer comes first.
-    assert copa["prompt"] == "전쟁이 시작되었다 그래서"
+    assert copa["prompt"] == "전쟁이 시작되었다. 그래서"  # the harness prompt, spaces collapsed
     assert copa["responses"] == ["병사들이 전투에 파견되었다.", "병사들이 집으로 돌아왔다."]
 
 

@@ -1,4 +1,4 @@
-"""`korlhf eval`: scoring files, the decoding sweep, blind sheets, agreement with ratings, KoBEST."""
+"""`korlhf eval`: scoring files, the decoding sweep, blind sheets, agreement with ratings (KoBEST: test_kobest.py)."""
 
 import csv
 import json
@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from korlhf.errors import KorlhfError
-from korlhf.evaluation import agree, kobest, score, sheet, sweep
+from korlhf.evaluation import agree, score, sheet, sweep
 
 
 def write_jsonl(path, rows):
@@ -147,7 +147,7 @@ process.stdout.write(globalThis.saved);
     ratings = agree.read_ratings([str(tmp_path / "ratings.csv")], key)
     assert len(ratings) == 8 and {r[0] for r in ratings} == {"민지"}
     first = key["items"][0]
-    assert ("민지", first["item"], first["slots"]["A"], 4.0) in ratings
+    assert ("민지", first["item"], first["slots"]["A"], 4.0, 5, False) in ratings
     assert '"좋아요, ""정확"""' in saved
 
 
@@ -179,6 +179,66 @@ def test_agree_correlates_metrics_with_ratings_and_raters(tmp_path, systems):
     assert "### agreement between raters" in (tmp_path / "ag" / "agree.md").read_text(encoding="utf-8")
 
 
+def judgment(question_id, model, score, turn=1):
+    """One line of `korlhf eval judge`'s single-mode judgment file (FastChat's format)."""
+    return {"question_id": question_id, "category": "general", "model": model, "judge": ["gpt-4o", "single-v1"],
+            "user_prompt": "...", "judgment": f"[[{score}]]", "score": score, "turn": turn, "tstamp": 0}
+
+
+def test_agree_reads_judge_judgments_as_a_rater(tmp_path, systems):
+    import math
+
+    key = sheet.main(sheet.Config(systems=[str(s) for s in systems], out=str(tmp_path / "sheet")))
+    with open(tmp_path / "minji.csv", "w", encoding="utf-8", newline="") as f:  # minji: good 5, bad 1
+        f.write("rater,item,slot,rating\n" + "".join(
+            f"minji,{item['item']},{slot},{5 if system == 'sysgood' else 1}\n"
+            for item in key["items"] for slot, system in item["slots"].items()))
+    # The judge (1-10): q1 has two turns (8 and 6 -> 7, as the sheet rates the whole answer);
+    # sysbad's q2 turn 2 failed (score -1, left out) so q2 is 5.
+    scores = {"sysgood": [9, (8, 6), 10, 4], "sysbad": [2, (3, 5), 5, 6]}
+    rows = []
+    for model, per_item in scores.items():
+        for i, s in enumerate(per_item):
+            rows += [judgment(f"q{i}", model, v, t) for t, v in enumerate(s if isinstance(s, tuple) else (s,), 1)]
+    rows.append(judgment("q2", "sysbad", -1, 2))
+    write_jsonl(tmp_path / "gpt-4o_single.jsonl", rows)
+    result = agree.main(agree.Config(ratings=[str(tmp_path / "minji.csv"), str(tmp_path / "gpt-4o_single.jsonl")],
+                                     sheet=str(tmp_path / "sheet"), metrics=["len_chars"]))
+    # Judge per answer: good 9 7 10 4, bad 2 4 5 6 -> ranks good 7 6 8 2.5, bad 1 2.5 4 5 (mean 4.5,
+    # sum of squared deviations 41.5). minji: ranks 6.5 / 2.5 (deviations +-2, squares 32).
+    # Covariance sum: 2 * (23.5 - 18) - 2 * (12.5 - 18) = 22.
+    pair = result["rater_agreement"][0]
+    assert pair["raters"] == "gpt-4o vs minji" and pair["answers"] == 8
+    assert pair["spearman"] == pytest.approx(22 / math.sqrt(32 * 41.5))
+    assert math.isnan(pair["exact"]) and math.isnan(pair["kappa"])  # 1-10 vs 1-5: no exact agreement
+    assert pair["items"] == 4 and pair["preference"] == pytest.approx(3 / 4)  # q3: the judge prefers sysbad
+    # len_chars: good 6 7 5 7, bad 11 2 2 4 -> ranks good 5 6.5 4 6.5, bad 8 1.5 1.5 3 (squares 41);
+    # against the judge's ranks the deviation products sum to -7.
+    corr = {(c["rating"], c["metric"]): c for c in result["correlations"]}
+    assert corr[("gpt-4o (1-10)", "len_chars")]["spearman"] == pytest.approx(-7 / math.sqrt(41 * 41.5))
+    # Against minji (the sheet's mean rating): 2 * (22 - 18) - 2 * (14 - 18) = 16.
+    assert corr[("rating", "len_chars")]["spearman"] == pytest.approx(16 / math.sqrt(41 * 32))
+    by_system = {s["system"]: s for s in result["systems"]}
+    assert by_system["sysgood"]["gpt-4o (1-10)"] == 7.5 and by_system["sysbad"]["rating"] == 1.0
+
+
+def test_agree_names_judgment_lines_it_cannot_match(tmp_path, systems):
+    sheet.main(sheet.Config(systems=[str(s) for s in systems], out=str(tmp_path / "sheet")))
+    cases = [(judgment("q9", "sysgood", 7), "question_id 'q9' is not an item of this sheet (4 items); judge the "
+              "generation files the sheet was made from, or give the right --sheet"),
+             (judgment("q0", "other", 7), "model 'other' is not a system of this sheet (sysgood, sysbad); name the "
+              "answer files as the sheet names its systems (NAME=PATH)"),
+             (judgment("q0", "sysgood", 11), "score 11 is outside 1..10"),
+             ({"question_id": "q0", "model_1": "sysgood", "model_2": "sysbad", "g1_winner": "model_1", "turn": 1},
+              "a pairwise judgment (no 'model'); eval agree reads ratings, which `korlhf eval judge --mode single` "
+              "writes")]
+    for row, message in cases:
+        path = write_jsonl(tmp_path / "judge.jsonl", [judgment("q0", "sysbad", 3), row])
+        with pytest.raises(KorlhfError) as err:
+            agree.main(agree.Config(ratings=[str(path)], sheet=str(tmp_path / "sheet")))
+        assert str(err.value) == f"{path}:2: {message}"
+
+
 def test_agree_names_the_bad_rating_line(tmp_path, systems):
     sheet.main(sheet.Config(systems=[str(s) for s in systems], out=str(tmp_path / "sheet")))
     bad = tmp_path / "r.csv"
@@ -186,48 +246,3 @@ def test_agree_names_the_bad_rating_line(tmp_path, systems):
     with pytest.raises(KorlhfError) as err:
         agree.main(agree.Config(ratings=[str(bad)], sheet=str(tmp_path / "sheet")))
     assert str(err.value) == f"{bad}:3: rating 9 is outside 1..5"
-
-
-# --- KoBEST --------------------------------------------------------------------------------------
-
-def test_choice_logprobs_match_one_sequence_at_a_time(tiny_gpt2):
-    import torch
-
-    from korlhf.models import load_causal_lm, load_tokenizer
-
-    tokenizer = load_tokenizer(tiny_gpt2)
-    model = load_causal_lm(tiny_gpt2, tokenizer).eval()
-    items = [{"context": "문장: 정말 재미있는 영화였다\n긍부정:", "choices": ["부정", "긍정"], "label": 1},
-             {"context": "비가 왔다 그래서", "choices": ["우산을 썼다.", "햇볕이 아주 강하게 내리쬐었다."], "label": 0}]
-    got = kobest.choice_logprobs(model, tokenizer, items, batch_size=4)
-    for item, scores in zip(items, got, strict=True):
-        for choice, value in zip(item["choices"], scores, strict=True):
-            ctx = tokenizer(item["context"])["input_ids"]
-            cont = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
-            with torch.no_grad():
-                logp = model(input_ids=torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
-            expected = sum(logp[len(ctx) + k - 1, t].item() for k, t in enumerate(cont))
-            assert value == pytest.approx(expected, abs=1e-4)
-
-
-def test_accuracy_and_macro_f1_by_hand():
-    items = [{"label": 0}, {"label": 1}, {"label": 1}, {"label": 0}]
-    logprobs = [[-1, -2], [-3, -1], [-1, -2], [-1, -5]]  # predicts 0, 1, 0, 0
-    # class 0: tp 2, fp 1, fn 0 -> F1 4/5; class 1: tp 1, fp 0, fn 1 -> F1 2/3
-    assert kobest.accuracy(items, logprobs) == {"n": 4, "accuracy": 0.75, "macro_f1": pytest.approx((4 / 5 + 2 / 3) / 2)}
-
-
-def test_acc_norm_divides_by_the_choice_length_as_the_harness_does():
-    items = [{"label": 1, "choices": ["짧다", "훨씬 더 긴 끝맺음입니다"]}, {"label": 0, "choices": ["가", "나다라"]}]
-    logprobs = [[-4.0, -6.0], [-2.0, -3.0]]  # per character: [-2, -0.5] -> 1; [-2, -1] -> 1
-    assert kobest.acc_norm(items, logprobs) == 0.5 and kobest.accuracy(items, logprobs)["accuracy"] == 0.5
-
-
-def test_kobest_on_the_shared_files(tmp_path, tiny_gpt2, shared_data):
-    out = tmp_path / "kobest.json"
-    summary = kobest.main(kobest.Config(model=str(tiny_gpt2), data=str(shared_data / "kobest"), tasks=["COPA", "WiC"],
-                                        limit=3, out=str(out)))
-    assert [(t, r["n"]) for t, r in summary["tasks"].items()] == [("COPA", 3), ("WiC", 3)]
-    assert 0 <= summary["mean_accuracy"] <= 1 and json.loads(out.read_text(encoding="utf-8"))["split"] == "test"
-    with pytest.raises(KorlhfError, match=r"KoBEST file\(s\) not found: .*BoolQ/test.tsv"):
-        kobest.task_files(tmp_path, ["BoolQ"], "test")

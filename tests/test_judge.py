@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from judge_server import JudgeServer, always_a, hangul_judge
@@ -228,3 +229,35 @@ def test_bad_inputs_are_named(tmp_path, bench):
     with pytest.raises(KorlhfError) as err:
         judge.main(config(tmp_path, server, [bench["sft"], bench["base"]], mode="pairwise", baseline="gpt"))
     assert str(err.value) == "baseline 'gpt' is not one of the models: sft, base"
+
+
+def test_answers_of_a_pipeline_run_are_judged_into_its_report(tmp_path):
+    from types import SimpleNamespace
+
+    from korlhf.report import pipeline_report
+
+    run = tmp_path / "runs" / "demo"
+    (run / "generate").mkdir(parents=True)
+    (run / "pipeline.yaml").write_text("name: demo\n", encoding="utf-8")
+    held_out = [("eval-1", "수도는?", "서울입니다."), ("eval-2", "색은?", "파란색입니다.")]
+    sft = write(run / "generate" / "sft.jsonl", [{"id": i, "prompt": p, "response": r, "reference": r}
+                                                 for i, p, r in held_out])
+    base = write(run / "generate" / "base.jsonl", [{"id": "eval-1", "prompt": "수도는?", "response": ENGLISH,
+                                                    "reference": "서울입니다."},
+                                                   {"id": "eval-2", "prompt": "색은?", "response": KOREAN,
+                                                    "reference": "파란색입니다."}])
+    assert judge.default_output_dir([sft, f"base={base}"]) == run / "judge"
+    assert judge.default_output_dir([str(tmp_path / "elsewhere.jsonl")]) == Path("runs/judge")
+    with JudgeServer(hangul_judge, key=KEY) as server:
+        results = judge.main(config(tmp_path, server, [sft, base], output_dir=None))
+    assert results["judgment_file"] == str(run / "judge" / "judge-1_single.jsonl")
+    assert "output_dir: " + str(run / "judge") in (run / "judge" / "config.yaml").read_text(encoding="utf-8")
+    text = pipeline_report(run, SimpleNamespace(title="demo", note="")).read_text(encoding="utf-8")
+    section = text[text.index("<h2>LLM judge (korlhf eval judge)</h2>"):]
+    assert section.startswith("<h2>LLM judge (korlhf eval judge)</h2><p>single judging by judge-1 (korlhf (Korean) "
+                              "prompts): 2 questions, 4 judgments, 0 without a verdict. Judgments: <code>")
+    # sft: Korean twice -> 10, 10; base: English -> 1, Korean -> 10
+    assert ("<table><tr><th>model</th><th>general</th><th>turn 1</th><th>average</th><th>judged</th><th>failed</th>"
+            "</tr><tr><td>sft</td><td>10.00</td><td>10.00</td><td>10.00</td><td>2</td><td>0</td></tr>"
+            "<tr><td>base</td><td>5.50</td><td>5.50</td><td>5.50</td><td>2</td><td>0</td></tr></table>"
+            "<img src='data:image/png;base64,") in section

@@ -4,7 +4,13 @@ One item per TSV row: ``{"id", "task", "context", "choices", "label"}``, where `
 Korean prompt ending where the answer begins and ``choices[label]`` is the right answer. The same
 items serve two uses: `korlhf eval kobest` scores each choice by log-likelihood after the context,
 and the data readers turn them into preference records (right answer best), the benchmark route
-to replacing human feedback. Prompts follow lm-evaluation-harness's KoBEST tasks.
+to replacing human feedback.
+
+``context`` and ``choices`` are exactly lm-evaluation-harness's ``kobest_*`` tasks (task version 1.0;
+``lm_eval/tasks/kobest/*.yaml`` and ``utils.py`` as in harness 0.4.9.1, utils.py commit 0fa0ad8): each row is
+read as the harness's document (the ``skt/kobest_v1`` field names: paragraph, premise, ending_1,
+...), then its ``doc_to_text``, ``doc_to_choice`` and ``doc_to_target``. The harness scores
+``TARGET_DELIMITER + choice`` after the context, so a choice here carries no leading space.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ COLUMNS = {
     "WiC": ("Target", "SENTENCE1", "SENTENCE2", "ANSWER"),
 }
 YES_NO = ["아니오", "예"]
+TARGET_DELIMITER = " "  # the harness's default target_delimiter, put before every choice
 
 
 def sniff_task(path: str | Path, header: list[str]) -> str:
@@ -57,39 +64,47 @@ def read_kobest(path: str | Path, task: str | None = None, limit: int | None = N
                 break
             try:
                 item = _ITEM[task](row)
-            except (ValueError, IndexError):
-                raise KorlhfError(f"{path}:{i + 2}: bad KoBEST {task} row (answer label not understood)") from None
+            except (ValueError, KeyError, TypeError, AttributeError):  # a short row reads None
+                raise KorlhfError(f"{path}:{i + 2}: bad KoBEST {task} row (answer label or COPA question "
+                                  "not understood)") from None
             item.update(id=f"kobest-{task}-{path.stem}-{row.get('ID') or i + 1}", task=task)
             items.append(item)
     return items
 
 
 def _boolq(row: dict) -> dict:
-    context = f"{row['Text']}\n질문: {row['Question']}\n답변:"
-    return {"context": context, "choices": YES_NO, "label": _yes(row["Answer"])}
+    # kobest_boolq.yaml: "{{paragraph}} 질문: {{question}} 답변: " (the trailing space included).
+    return {"context": f"{row['Text']} 질문: {row['Question']} 답변: ", "choices": YES_NO, "label": _yes(row["Answer"])}
 
 
 def _copa(row: dict) -> dict:
-    # "X했다. 그래서 / 왜냐하면" + the chosen sentence, as lm-evaluation-harness's kobest_copa.
-    connector = {"원인": "왜냐하면", "결과": "그래서"}[row["question"].strip()]
-    context = f"{row['sentence'].strip().rstrip('.')} {connector}"
-    return {"context": context, "choices": [row["1"], row["2"]], "label": int(row["Answer"]) - 1}
+    # utils.copa_doc_to_text: the connector has its own leading space, so two spaces follow the
+    # premise, whose final period stays. The target is the right sentence, found by its text.
+    connector = {"원인": " 왜냐하면", "결과": " 그래서"}[row["question"].strip()]
+    choices = [row["1"], row["2"]]
+    answer = int(row["Answer"])
+    if answer not in (1, 2):
+        raise ValueError(answer)
+    return {"context": f"{row['sentence']} {connector}", "choices": choices, "label": choices.index(choices[answer - 1])}
 
 
 def _hellaswag(row: dict) -> dict:
+    # utils.hellaswag_process_doc: query "문장: {context}", the four endings, gold int(label).
     choices = [row[f"choice{k}"] for k in range(1, 5)]
     label = int(row["label"])
-    choices[label]  # noqa: B018  (an out-of-range label raises IndexError here)
-    return {"context": row["context"], "choices": choices, "label": label}
+    if not 0 <= label < len(choices):
+        raise ValueError(label)
+    return {"context": f"문장: {row['context']}", "choices": choices, "label": label}
 
 
 def _sentineg(row: dict) -> dict:
-    return {"context": f"문장: {row['Text']}\n긍부정:", "choices": ["부정", "긍정"], "label": _yes(row["Label"])}
+    # utils.sentineg_doc_to_text and kobest_sentineg.yaml's choices.
+    return {"context": f"문장: {row['Text']} 긍부정:", "choices": ["부정", "긍정"], "label": _yes(row["Label"])}
 
 
 def _wic(row: dict) -> dict:
-    context = (f"문장1: {row['SENTENCE1']}\n문장2: {row['SENTENCE2']}\n"
-               f"질문: 두 문장에서 '{row['Target']}'의 뜻이 같나요?\n답변:")
+    # utils.wic_doc_to_text; the sentences keep the release's [brackets] around the word.
+    context = f"문장1: {row['SENTENCE1']} 문장2: {row['SENTENCE2']} 두 문장에서 {row['Target']}가 같은 뜻으로 쓰였나?"
     return {"context": context, "choices": YES_NO, "label": _yes(row["ANSWER"])}
 
 
@@ -111,9 +126,11 @@ def to_preference(item: dict) -> dict:
 
     The wrong choices of a multiple-choice item are not ranked among themselves; we keep their
     file order and mark the record ``tied_after_first`` so K-wise losses can use only the
-    pairs that are known (right > each wrong).
+    pairs that are known (right > each wrong). The prompt is the context with its spaces
+    collapsed: the harness's exact spacing (two spaces before a COPA connector, BoolQ's trailing
+    space) matters to a log-likelihood, not to a training prompt.
     """
     right = item["choices"][item["label"]]
     wrong = [c for i, c in enumerate(item["choices"]) if i != item["label"]]
-    return {"prompt": item["context"], "responses": [right, *wrong], "source": f"kobest-{item['task']}",
+    return {"prompt": " ".join(item["context"].split()), "responses": [right, *wrong], "source": f"kobest-{item['task']}",
             "id": item["id"], "tied_after_first": True}

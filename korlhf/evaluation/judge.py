@@ -22,7 +22,9 @@ identical answer; above 0 it is re-asked up to ``parse_retries`` times.
 Output directory: ``<judge>_single.jsonl`` or ``<judge>_pair.jsonl`` (FastChat's judgment files:
 question_id, model or model_1/model_2, judge, user_prompt, judgment, score or g1/g2 winners, turn),
 ``results.md`` / ``results.csv`` / ``results.json`` (a model x category and turn table; win rates
-in pairwise mode), ``results.png``, ``judge_cache.jsonl`` and ``config.yaml``.
+in pairwise mode), ``results.png``, ``judge_cache.jsonl`` and ``config.yaml``. Answers inside a
+pipeline run folder (``<run>/generate/``, or MT-Bench answers written under ``<run>/``) are judged
+into ``<run>/judge`` by default, where the run's ``report.html`` shows them ("LLM judge" section).
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ class Config:
         "help": "FastChat judge_prompts.jsonl (e.g. a Korean MT-Bench's); default: korlhf's Korean prompts"})
     reference_categories: list[str] = field(default_factory=lambda: ["math", "reasoning", "coding"], metadata={
         "help": "categories judged against the reference answer (FastChat's NEED_REF_CATS)"})
-    output_dir: str = field(default="runs/judge", metadata={"help": "judgments, results table and plot, answer cache"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "judgments, results table and plot, answer cache (default: <run>/judge for answers inside a "
+                "pipeline run folder, where its report shows them; else runs/judge)"})
     limit: int | None = field(default=None, metadata={"help": "judge only the first N questions"})
     base_url: str = field(default="https://api.openai.com/v1", metadata={
         "help": "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (ollama)"})
@@ -160,6 +164,18 @@ def to_record(match: Match, replies: dict, judge_model: str) -> dict:
     return record
 
 
+def default_output_dir(answers: list[str]) -> Path:
+    """``<run>/judge`` when every answer file lies inside one pipeline run folder (the nearest folder
+    above it holding ``pipeline.yaml``: ``<run>/generate/sft.jsonl``, ``<run>/mt_bench/ppo.jsonl``),
+    so the run's report picks the results up; ``runs/judge`` otherwise."""
+    runs = set()
+    for spec in answers:
+        path = Path(spec.partition("=")[2] if "=" in spec else spec)
+        runs.add(next((d for d in path.parents if (d / "pipeline.yaml").is_file()), None))
+    run = runs.pop() if len(runs) == 1 else None
+    return run / "judge" if run is not None else Path("runs/judge")
+
+
 def load_inputs(cfg: Config):
     from korlhf.evaluation import judge_data as jd
 
@@ -188,7 +204,8 @@ def main(cfg: Config) -> dict:
     console = Console(stderr=True)
     began = time.perf_counter()
     questions, answers, prompts = load_inputs(cfg)
-    out = Path(cfg.output_dir)
+    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg.answers)
+    cfg.output_dir = str(out)  # config.yaml says where the results went
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     # At temperature 0 the parser turns a verdict-less answer into -1 / "error" (cached, never

@@ -114,16 +114,22 @@ def markdown(table: dict, rate: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline(results: dict) -> str:
+    """What was judged, by whom, how many verdicts failed: the line above every results table."""
+    head = (f"{results['mode']} judging by {results['judge']} ({results['judge_prompts']} prompts): "
+            f"{results['questions']} questions, {results['judgments']} judgments, {results['failed']} without a verdict")
+    if results.get("baseline"):
+        head += f"; win rates against {results['baseline']}"
+    return head
+
+
 def write_results(results: dict, out: Path, console) -> None:
     """results.md, results.csv, results.png and the table on the terminal."""
     from rich.console import Console
     from rich.table import Table
 
     table = results["table"]
-    head = (f"{results['mode']} judging by {results['judge']} ({results['judge_prompts']} prompts): "
-            f"{results['questions']} questions, {results['judgments']} judgments, {results['failed']} without a verdict")
-    if results.get("baseline"):
-        head += f"; win rates against {results['baseline']}"
+    head = headline(results)
     rate = results["mode"] == "pairwise"
     (out / "results.md").write_text(f"{head}\n\n{markdown(table, rate)}", encoding="utf-8")
     with open(out / "results.csv", "w", encoding="utf-8-sig", newline="") as f:  # BOM: Excel reads Hangul

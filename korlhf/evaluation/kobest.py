@@ -1,13 +1,15 @@
 """`korlhf eval kobest`: KoBEST accuracy by the log-likelihood of each answer choice.
 
-For every item (`korlhf.data.kobest.read_kobest`: a Korean context ending where the answer begins,
-and its choices) the model scores ``log p(" " + choice | context)``, summed over the choice's
-tokens, and picks the most likely choice, as lm-evaluation-harness's KoBEST tasks do. Reports
-accuracy and macro-F1 per task (BoolQ, COPA, HellaSwag, SentiNeg, WiC) and their means. The data
-directory has the layout of the public KoBEST release: ``DIR/<Task>/<split>.tsv``.
+Scored as lm-evaluation-harness's ``kobest_*`` tasks score a Hugging Face causal LM zero-shot, so
+the numbers sit beside published ones: the prompts are the harness's (`korlhf.data.kobest`), each
+choice is scored as ``log p(" " + choice | context)`` tokenized the harness's way (`encode_pair`),
+and the most likely choice is the prediction. Reports accuracy and macro-F1 (sklearn's
+``f1_score(average="macro")``, as the harness aggregates it) per task (BoolQ, COPA, HellaSwag,
+SentiNeg, WiC), HellaSwag's ``acc_norm``, and their means. The data directory has the layout of
+the public KoBEST release: ``DIR/<Task>/<split>.tsv``.
 
-Python API: ``choice_logprobs(model, tokenizer, items, batch_size=16) -> list[list[float]]`` and
-``accuracy(items, logprobs) -> {"n", "accuracy", "macro_f1"}``.
+Python API: ``choice_logprobs(model, tokenizer, items, batch_size=16) -> list[list[float]]``,
+``accuracy(items, logprobs) -> {"n", "accuracy", "macro_f1"}`` and ``macro_f1(gold, predicted)``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from korlhf.data.kobest import TASKS
+from korlhf.data.kobest import TARGET_DELIMITER, TASKS
 from korlhf.errors import KorlhfError
 
 
@@ -33,6 +35,21 @@ class Config:
     out: str | None = field(default=None, metadata={"help": "write the results to this JSON file"})
 
 
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of a context and its continuation, as the harness's ``TemplateLM._encode_pair``.
+
+    Trailing spaces of the context move to the continuation, the continuation's ids are what the
+    whole string has beyond the context's, and no special token is added (the harness's HF model
+    adds none unless ``add_bos_token``): tokenizing the two apart would split the join differently.
+    """
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    return context_ids, whole[len(context_ids):]
+
+
 def choice_logprobs(model, tokenizer, items: list[dict], batch_size: int = 16, progress: bool = False,
                     desc: str = "kobest") -> list[list[float]]:
     """Sum of log-probabilities of each choice's tokens after its item's context."""
@@ -42,12 +59,13 @@ def choice_logprobs(model, tokenizer, items: list[dict], batch_size: int = 16, p
     from korlhf.generate import _max_positions
 
     limit = _max_positions(model) or 10**9
-    requests = []  # (item index, choice index, token ids, number of choice tokens)
+    requests = []  # (item index, choice index, input ids, number of choice tokens)
     for i, item in enumerate(items):
-        context = tokenizer(item["context"], add_special_tokens=True)["input_ids"]
         for j, choice in enumerate(item["choices"]):
-            cont = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
-            requests.append((i, j, (context + cont)[-limit:], len(cont)))  # too long: drop the oldest context
+            context, cont = encode_pair(tokenizer, item["context"], TARGET_DELIMITER + choice)
+            # As the harness: keep the last limit + 1 tokens and feed all but the last one, whose
+            # log-probability comes from the position before it. Too long: the oldest context goes.
+            requests.append((i, j, (context + cont)[-(limit + 1):], len(cont)))
     requests.sort(key=lambda r: -len(r[2]))
     out = [[0.0] * len(item["choices"]) for item in items]
     device = next(model.parameters()).device
@@ -55,35 +73,43 @@ def choice_logprobs(model, tokenizer, items: list[dict], batch_size: int = 16, p
     quiet = {} if progress else {"disable": True}
     for start in tqdm(range(0, len(requests), batch_size), desc=desc, unit="batch", **quiet):
         batch = requests[start:start + batch_size]
-        width = max(len(r[2]) for r in batch)
-        ids = torch.tensor([r[2] + [pad] * (width - len(r[2])) for r in batch], device=device)
-        mask = torch.tensor([[1] * len(r[2]) + [0] * (width - len(r[2])) for r in batch], device=device)
+        width = max(len(r[2]) for r in batch) - 1
+        ids = torch.tensor([r[2][:-1] + [pad] * (width + 1 - len(r[2])) for r in batch], device=device)
+        mask = torch.tensor([[1] * (len(r[2]) - 1) + [0] * (width + 1 - len(r[2])) for r in batch], device=device)
         with torch.no_grad():
             logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
         for row, (i, j, seq, n_cont) in enumerate(batch):
-            positions = torch.arange(len(seq) - n_cont, len(seq), device=device)
-            out[i][j] = logp[row, positions - 1, ids[row, positions]].sum().item()
+            targets = torch.tensor(seq[len(seq) - n_cont:], device=device)
+            positions = torch.arange(len(seq) - 1 - n_cont, len(seq) - 1, device=device)
+            out[i][j] = logp[row, positions, targets].sum().item()
     return out
 
 
-def accuracy(items: list[dict], logprobs: list[list[float]]) -> dict:
-    """Accuracy and macro-F1 (over the gold labels' classes) of picking the most likely choice."""
-    predicted = [max(range(len(lp)), key=lp.__getitem__) for lp in logprobs]
-    gold = [item["label"] for item in items]
+def macro_f1(gold: list[int], predicted: list[int]) -> float:
+    """sklearn's ``f1_score(gold, predicted, average="macro")``: the mean F1 over every class seen in
+    either list, so a class never predicted counts F1 0 and so does one predicted but never right."""
     f1s = []
-    for label in sorted(set(gold)):
+    for label in sorted(set(gold) | set(predicted)):
         tp = sum(p == g == label for p, g in zip(predicted, gold, strict=True))
         fp = sum(p == label != g for p, g in zip(predicted, gold, strict=True))
         fn = sum(g == label != p for p, g in zip(predicted, gold, strict=True))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return sum(f1s) / len(f1s) if f1s else 0.0
+
+
+def accuracy(items: list[dict], logprobs: list[list[float]]) -> dict:
+    """Accuracy and macro-F1 of picking the most likely choice (the first one on a tie, as argmax)."""
+    predicted = [max(range(len(lp)), key=lp.__getitem__) for lp in logprobs]
+    gold = [item["label"] for item in items]
     n = len(items)
     return {"n": n, "accuracy": sum(p == g for p, g in zip(predicted, gold, strict=True)) / n if n else 0.0,
-            "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0}
+            "macro_f1": macro_f1(gold, predicted)}
 
 
 def acc_norm(items: list[dict], logprobs: list[list[float]]) -> float:
     """lm-evaluation-harness's ``acc_norm``: the choice with the highest log-likelihood per character
-    of the choice text (so long endings are not penalised for their length); HellaSwag reports it."""
+    of the choice text (``len(choice)``, the delimiter space not counted; the harness's byte-length
+    variant is the separate ``acc_bytes``), so long endings are not penalised; HellaSwag reports it."""
     right = 0
     for item, lp in zip(items, logprobs, strict=True):
         per_char = [v / max(1, len(choice)) for v, choice in zip(lp, item["choices"], strict=True)]

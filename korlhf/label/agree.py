@@ -123,9 +123,9 @@ def sheet_ratings(path: Path, sheet: str) -> list[dict]:
                           "korlhf label agree compares one rater per file")
     items = {str(item["item"]): item for item in key["items"]}
     records: dict[str, dict] = {}
-    for _, item, system, value in ratings:
-        record = records.setdefault(item, {"prompt": items[item]["prompt"], "candidates": []})
-        record["candidates"].append({"response": items[item]["answers"][system], "score": value})
+    for r in ratings:
+        record = records.setdefault(r.item, {"prompt": items[r.item]["prompt"], "candidates": []})
+        record["candidates"].append({"response": items[r.item]["answers"][r.system], "score": r.rating})
     return list(records.values())
 
 

@@ -40,7 +40,7 @@ def load_items(paths: list[str], input_responses: str = "candidates", limit: int
         if path.suffix == ".tsv":
             for kobest in read_kobest(path, limit=left):
                 truth = to_preference(kobest)
-                items.append(_item(truth["id"], kobest["context"], truth["source"],
+                items.append(_item(truth["id"], truth["prompt"], truth["source"],
                                    [_cand(c, "kobest") for c in kobest["choices"]], truth=truth))
             continue
         for n, record in enumerate(read_prompts(path, left)):
