@@ -9,9 +9,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from korlhf.chat import ChatSession, DecodingFields, StopText, load_model, repl, stream_reply
+from korlhf.chat import ChatSession, repl
+from korlhf.conversation import DecodingFields, load_model, stream_reply
 from korlhf.decoding import Decoding
 from korlhf.errors import KorlhfError
+from korlhf.streaming import StopText
 
 SENTENCE = "안녕하세요, 반갑습니다! 오늘은 불고기를 먹었어요."
 

@@ -15,7 +15,7 @@ import openai
 import pytest
 import torch
 
-from korlhf.chat import encode, load_model, stream_reply
+from korlhf.conversation import encode, load_model, stream_reply
 from korlhf.decoding import Decoding
 from korlhf.errors import KorlhfError
 from korlhf.serve.server import Background, Config

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from korlhf.chat import encode, load_model, stream_reply
+from korlhf.conversation import encode, load_model, stream_reply
 from korlhf.decoding import Decoding
 from korlhf.serve.batch import Row, batch_replies
 from korlhf.serve.engine import Engine, Job

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from korlhf.chat import Reply, context_length, encode
+from korlhf.conversation import Reply, context_length, encode
 from korlhf.decoding import Decoding
 from korlhf.errors import KorlhfError
 from korlhf.serve.engine import Engine, QueueFull

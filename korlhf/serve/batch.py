@@ -1,7 +1,7 @@
 """Several requests answered together: one forward pass per token for the whole batch.
 
 `Engine` sends the requests that waited while a batch ran as the next batch; a request alone
-still goes through `korlhf.chat.stream_reply` (``model.generate``). Here the decoding loop is
+still goes through `korlhf.conversation.stream_reply` (``model.generate``). Here the decoding loop is
 ours, because ``generate`` runs one sampling setting and one random generator for the whole batch,
 and a request's own settings, seed, stop strings and token budget must hold whatever it is
 batched with. Each row keeps:
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from korlhf.chat import Reply
+from korlhf.conversation import Reply
 from korlhf.decoding import Decoding
 from korlhf.streaming import IncrementalDecoder, StopText
 

@@ -2,7 +2,7 @@
 
 HTTP handlers run on uvicorn's event loop; generation is blocking PyTorch work. Each request
 becomes a `Job` in a bounded FIFO queue, and a single worker thread takes the first job with
-every job waiting behind it (up to ``max_batch``): a job alone runs `korlhf.chat.stream_reply`,
+every job waiting behind it (up to ``max_batch``): a job alone runs `korlhf.conversation.stream_reply`,
 several run together in `korlhf.serve.batch` (dynamic batching: requests that arrive while a
 batch runs form the next one). Each streamed piece goes back to its own request's event queue;
 every request keeps its own settings, stop strings, token budget and seed (a greedy or seeded
@@ -18,7 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from korlhf.chat import Reply, stream_reply
+from korlhf.conversation import Reply, stream_reply
 from korlhf.decoding import Decoding
 
 log = logging.getLogger("korlhf.serve")

@@ -16,7 +16,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from korlhf.chat import DecodingFields, ModelArgs
+from korlhf.conversation import DecodingFields, ModelArgs
 from korlhf.errors import KorlhfError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -71,7 +71,7 @@ def require_serve_extra() -> None:
 def build(cfg: Config):
     """Load the model, start its generation worker and return the FastAPI app."""
     require_serve_extra()
-    from korlhf.chat import load_model
+    from korlhf.conversation import load_model
     from korlhf.serve.api import create_app
     from korlhf.serve.engine import Engine
 
