@@ -36,10 +36,11 @@ from itertools import combinations
 from pathlib import Path
 
 from korlhf.errors import KorlhfError
+from korlhf.label.api_fields import ApiFields
 
 
 @dataclass
-class Config:
+class Config(ApiFields):
     answers: list[str] = field(metadata={
         "help": "answer files, one per model: korlhf generate output or FastChat model_answer/*.jsonl; "
                 "the file name names the model, or NAME=PATH"})
@@ -60,23 +61,10 @@ class Config:
         "help": "judgments, results table and plot, answer cache (default: <run>/judge for answers inside a "
                 "pipeline run folder, where its report shows them; else runs/judge)"})
     limit: int | None = field(default=None, metadata={"help": "judge only the first N questions"})
-    base_url: str = field(default="https://api.openai.com/v1", metadata={
-        "help": "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (ollama)"})
-    judge_model: str = field(default="gpt-4o", metadata={"help": "the judge's model name at that endpoint"})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={
-        "help": "environment variable holding the API key ('' for a server that needs none)"})
-    judge_temperature: float = field(default=0.0, metadata={"help": "judge sampling temperature (FastChat: 0)"})
-    judge_max_tokens: int = field(default=2048, metadata={"help": "longest judge answer (tokens; FastChat: 2048)"})
-    concurrency: int = field(default=4, metadata={"help": "requests in flight at once"})
-    timeout: float = field(default=60.0, metadata={"help": "seconds before a request times out (then retried)"})
-    max_retries: int = field(default=5, metadata={"help": "retries on 429 / 5xx / timeouts / malformed responses"})
-    parse_retries: int = field(default=2, metadata={
-        "help": "re-asks when an answer has no verdict (only with judge_temperature > 0)"})
-    backoff_base: float = field(default=1.0, metadata={"help": "first retry wait in seconds, doubled each retry"})
-    backoff_max: float = field(default=60.0, metadata={"help": "longest wait between retries, Retry-After included"})
-    price_input: float = field(default=0.0, metadata={"help": "USD per 1M prompt tokens (for the cost counter)"})
-    price_output: float = field(default=0.0, metadata={"help": "USD per 1M completion tokens"})
-    cache: str | None = field(default=None, metadata={"help": "judge answer cache (default: OUTPUT_DIR/judge_cache.jsonl)"})
+    # ApiFields (endpoint, retries, prices) as in `korlhf label`; FastChat's judge defaults:
+    judge_model: str = field(default="gpt-4o", kw_only=True, metadata={"help": "the judge's model name at that endpoint"})
+    judge_temperature: float = field(default=0.0, kw_only=True, metadata={"help": "judge sampling temperature (FastChat: 0)"})
+    judge_max_tokens: int = field(default=2048, kw_only=True, metadata={"help": "longest judge answer (tokens; FastChat: 2048)"})
 
     def __post_init__(self):
         if self.mode not in ("single", "pairwise"):

@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from korlhf.errors import KorlhfError
+from korlhf.label.api_fields import ApiFields
 
 JUDGES = ("api", "reward-model", "rules", "benchmark")
 OUTPUTS = ("preferences.jsonl", "unranked.jsonl", "failed.jsonl", "agreement.md", "agreement.json", "metrics.json")
 
 
 @dataclass
-class Config:
+class Config(ApiFields):
     inputs: list[str] = field(metadata={"help": "prompt / sft / preference JSON Lines, `korlhf generate` outputs, "
                                                 "or KoBEST .tsv files"})
     output_dir: str = field(default="runs/label", metadata={
@@ -58,27 +59,11 @@ class Config:
     batch_size: int = field(default=8, metadata={"help": "prompts per generation batch / answers per reward-model batch"})
     dtype: str = field(default="auto", metadata={"help": "model dtype: auto, float32, bfloat16, float16"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if available)"})
-    # api judge
+    # api judge (and ApiFields: endpoint, model, retries, prices)
     mode: str = field(default="pairwise", metadata={"help": "api judge: pairwise (both orders; A/B/tie) or pointwise (1-10)"})
-    base_url: str = field(default="https://api.openai.com/v1", metadata={
-        "help": "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (ollama)"})
-    judge_model: str = field(default="gpt-4o-mini", metadata={"help": "the judge's model name at that endpoint"})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={
-        "help": "environment variable holding the API key ('' for a server that needs none)"})
-    judge_temperature: float = field(default=0.0, metadata={"help": "judge sampling temperature"})
-    judge_max_tokens: int = field(default=1024, metadata={"help": "longest judge answer (tokens)"})
-    concurrency: int = field(default=4, metadata={"help": "requests in flight at once"})
-    timeout: float = field(default=60.0, metadata={"help": "seconds before a request times out (then retried)"})
-    max_retries: int = field(default=5, metadata={"help": "retries on 429 / 5xx / timeouts / malformed responses"})
-    parse_retries: int = field(default=2, metadata={"help": "re-asks when an answer has no [[verdict]]; then failed"})
-    backoff_base: float = field(default=1.0, metadata={"help": "first retry wait in seconds, doubled each retry"})
-    backoff_max: float = field(default=60.0, metadata={"help": "longest wait between retries, Retry-After included"})
     max_failed_share: float = field(default=0.0, metadata={
         "help": "share of items (0-1) the judge may fail on while the run still succeeds; above it the run "
                 "exits non-zero and is not marked finished"})
-    price_input: float = field(default=0.0, metadata={"help": "USD per 1M prompt tokens (for the cost counter)"})
-    price_output: float = field(default=0.0, metadata={"help": "USD per 1M completion tokens"})
-    cache: str | None = field(default=None, metadata={"help": "judge answer cache (default: OUTPUT_DIR/judge_cache.jsonl)"})
     # rules judge
     reward_rules: list[str] = field(default_factory=list, metadata={
         "help": "rules judge: score with these reward rules (a checker such as korlhf.demo_data:correct, "
