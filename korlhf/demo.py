@@ -62,6 +62,9 @@ class Config(pipeline.Config):
         "help": "per reward-model question: right sentences with a wrong value, ranked below the right answer"})
     eval_size: int = field(default=150, metadata={"help": "held-out questions with answers, answered by every model"})
     seed: int = field(default=0, metadata={"help": "seed of the world and of the tiny model"})
+    threads: int = field(default=2, metadata={
+        "help": "torch CPU threads; the figures depend on it (float sums run in another order), so it is pinned: "
+                "two runs, and two machines, print the same (0: torch's default)"})
     data_clean: dict = _dict(near_dedup=False)  # "3 더하기 4" and "3 더하기 5" are different questions
     data_build: dict = _dict()
     stages: list[str] = field(default_factory=lambda: ["data", "sft", "label", "rm", "ppo", "generate", "eval"])
@@ -86,12 +89,22 @@ class Config(pipeline.Config):
     answer_rule: str | None = CHECKER  # the answer sentence, not a substring
     batch_size: int = 50
 
+    def __post_init__(self):
+        # `--force base` rebuilds the tiny base model (not a pipeline stage), then every stage after it.
+        force, self.force = self.force, [s for s in self.force if s != "base"]
+        super().__post_init__()
+        self.force = force
+
 
 def main(cfg: Config) -> Path:
     from rich.console import Console
 
     console = Console()
     began = time.perf_counter()
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     run = Path(cfg.runs_dir) / cfg.name
     files, texts = (user_data(Path(cfg.data)) if cfg.data else write_world(run / "world", cfg))
     if cfg.data:
@@ -100,6 +113,8 @@ def main(cfg: Config) -> Path:
     cfg.data_build = {"eval_size": cfg.eval_size, **({} if cfg.data else {"eval_sources": [EVAL_SOURCE]}),
                       **cfg.data_build}
     cfg.model_name_or_path = str(build_base(run / "base", texts, cfg, console))
+    if "base" in cfg.force:  # a new base model: every stage that trains on it is redone
+        cfg.force = [s for s in cfg.force if s != "base"] + ["sft"]
     report = pipeline.main(cfg)
     findings = summary(run, console)
     if findings:  # the measured outcome goes to the top of the report too
@@ -167,10 +182,21 @@ def user_data(folder: Path) -> tuple[list[Path], list[str]]:
     return files, texts
 
 
+BASE_SETTINGS = ("arch", "hidden", "layers", "vocab_size", "pretrain_steps", "pretrain_lr", "seed", "data", "template")
+
+
 def build_base(folder: Path, texts: list[str], cfg: Config, console) -> Path:
-    """Tokenizer + tiny causal LM, pretrained on ``texts``; skipped when ``metrics.json`` is there."""
+    """Tokenizer + tiny causal LM, pretrained on ``texts``; skipped when ``metrics.json`` is there
+    (with a warning if the settings it was built with have changed since)."""
+    settings = {name: getattr(cfg, name) for name in BASE_SETTINGS}
     if (folder / "metrics.json").is_file() and "base" not in cfg.force:
         console.print(f"[dim]base: done earlier ({folder}); --force base rebuilds it[/dim]")
+        before = json.loads((folder / "settings.json").read_text()) if (folder / "settings.json").is_file() else {}
+        changed = sorted(k for k in settings if k in before and before[k] != settings[k])
+        if changed:
+            console.print(f"[yellow]base: settings changed since it was built ({', '.join(changed)}); the base "
+                          f"model and every stage after it are kept as they were: pass --force base to rebuild it "
+                          f"and redo every stage, or give the run a new --name[/yellow]")
         return folder
     from korlhf.tiny import TinySize, build_causal_lm, train_tokenizer
 
@@ -185,6 +211,7 @@ def build_base(folder: Path, texts: list[str], cfg: Config, console) -> Path:
     metrics = {"parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer),
                "texts": len(texts), "steps": cfg.pretrain_steps, "loss_start": losses[0], "loss_end": losses[-1],
                "time_s": round(time.perf_counter() - began, 1)}
+    (folder / "settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     console.print(f"base: {metrics['parameters']:,} parameters, {metrics['vocab']} tokens, LM loss "
                   f"{losses[0]:.2f} → {losses[-1]:.2f} in {metrics['time_s']}s -> {folder}")

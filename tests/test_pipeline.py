@@ -30,6 +30,7 @@ def micro(runs: Path, **changes) -> demo.Config:
     """The demo, shrunk to seconds: a 1-layer model, a few steps per stage."""
     cfg = demo.Config(
         runs_dir=str(runs), hidden=32, layers=1, vocab_size=400, pretrain_steps=5, n_sft=70, n_rm=24, eval_size=12,
+        threads=1,
         sft=dict(max_steps=4, batch_size=8, learning_rate=1e-3, eval_fraction=0.0, save_steps=2, max_length=64,
                  logging_steps=1),
         rm=dict(max_steps=3, batch_size=4, learning_rate=1e-3, eval_fraction=0.25, save_steps=100, max_length=64,
@@ -98,6 +99,19 @@ def test_rerun_skips_finished_stages(demo_run, capsys):
     assert stamps(runs / "demo") == before
     out = capsys.readouterr().out
     assert all(f"{stage}: done earlier" in out for stage in STAGES)
+
+
+def test_a_changed_base_says_what_it_keeps_and_force_base_redoes_everything(demo_run, capsys):
+    runs, _ = demo_run
+    before = stamps(runs / "demo")
+    demo.main(micro(runs, pretrain_steps=6))
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("base: settings changed since it was built (pretrain_steps); the base model and every stage after it "
+            "are kept as they were: pass --force base to rebuild it and redo every stage") in out
+    assert stamps(runs / "demo") == before
+    demo.main(micro(runs, force=["base"]))
+    after = stamps(runs / "demo")
+    assert [s for s in STAGES if after[s] != before[s]] == ["sft", "label", "rm", "ppo", "generate", "eval"]
 
 
 def test_force_redoes_a_stage_and_what_depends_on_it(demo_run):
