@@ -79,7 +79,7 @@ class Config(pipeline.Config):
     # `korlhf compare --config configs/compare_demo.yaml` runs PPO on it beside this.
     ppo: dict = _dict(reward_model=None, reward_rules=[CHECKER], value_model="shared", max_steps=60,
                       rollout_batch_size=64, batch_size=32, ppo_epochs=4, learning_rate=3e-5, weight_decay=0.01,
-                      max_new_tokens=24,
+                      max_prompt_length=96, max_new_tokens=24,
                       kl_coef=0.05, missing_eos_penalty=1.0, sample_steps=20, logging_steps=10, eval_fraction=0.0,
                       save_steps=20, seed=0)
     generate: dict = _dict(preset="greedy", max_new_tokens=24)

@@ -27,6 +27,27 @@ def default_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def context_size(name_or_path: str | Path, trust_remote_code: bool = False) -> int | None:
+    """Positions the model can attend to, from its config alone (no weights); None if unknown.
+
+    Read before a stage loads anything, so a max_length the model cannot take is caught at once
+    (GPT-2's learned positions fail deep inside the embedding with an IndexError otherwise).
+    """
+    from transformers import AutoConfig
+
+    path = str(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(adapter_base(path) if is_adapter_dir(path) else path,
+                                            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None  # loading the model says what is wrong with the path
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def is_adapter_dir(name_or_path: str | Path) -> bool:
     return (Path(name_or_path) / ADAPTER_CONFIG).is_file()
 

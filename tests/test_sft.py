@@ -260,3 +260,31 @@ def test_lora_on_a_tokenizer_without_pad_reloads(tmp_path, sft_file):
     with torch.no_grad():
         ids = reloaded_tokenizer(["서울", "대한민국의 수도"], return_tensors="pt", padding=True)
         assert torch.isfinite(model(**ids).logits).all()
+
+
+def test_lengths_the_model_cannot_take_are_clamped_before_anything_loads(tmp_path, capsys):
+    """GPT-2's learned positions end at n_positions: a longer max_length used to crash inside the embedding."""
+    from types import SimpleNamespace
+
+    from transformers import GPT2Config
+
+    from korlhf.errors import KorlhfError
+    from korlhf.train.output import fit_context
+
+    GPT2Config(n_positions=128, n_embd=8, n_layer=1, n_head=1).save_pretrained(tmp_path / "m")
+    model = str(tmp_path / "m")
+    cfg = SimpleNamespace(model_name_or_path=model, trust_remote_code=False, max_length=256)
+    fit_context(cfg)
+    assert cfg.max_length == 128
+    assert " ".join(capsys.readouterr().err.split()) == (
+        f"warning: max_length 256 is more than {model} can take (128 positions); using max_length 128")
+    rl = SimpleNamespace(model_name_or_path=model, trust_remote_code=False, max_prompt_length=256, max_new_tokens=24)
+    fit_context(rl)
+    assert rl.max_prompt_length == 104
+    rl.max_new_tokens = 128
+    with pytest.raises(KorlhfError) as err:
+        fit_context(rl)
+    assert str(err.value) == f"max_new_tokens 128 leaves no room for a prompt in the 128 positions of {model}; lower max_new_tokens"
+    unknown = SimpleNamespace(model_name_or_path=str(tmp_path / "nothing"), trust_remote_code=False, max_length=4096)
+    fit_context(unknown)  # no config to read: the model load says what is wrong
+    assert unknown.max_length == 4096

@@ -312,9 +312,38 @@ def begin(cfg, kind: str) -> Start:
     if cfg.resume and run_finished(out):
         print(f"{out} already finished (metrics.json is there); --overwrite trains again")
         return Start(done=read_metrics(out))
+    fit_context(cfg)
     quant = quantization_kwargs(cfg)
     train_records, eval_records = load_split(cfg.train_files, cfg.eval_files, cfg.eval_fraction, kind, cfg.seed)
     return Start(None, train_records, eval_records, quant)
+
+
+def fit_context(cfg) -> None:
+    """Lengths the model cannot take are clamped to its positions, with a warning; none left: an error.
+
+    ``max_length`` (sft, rm, dpo) becomes the model's positions; for RL, ``max_prompt_length``
+    shrinks so that prompt + ``max_new_tokens`` fit (longer prompts are set aside and listed).
+    """
+    from rich.console import Console
+
+    from korlhf.models import context_size
+
+    positions = context_size(cfg.model_name_or_path, cfg.trust_remote_code)
+    if positions is None:
+        return
+    warn = Console(stderr=True).print
+    if getattr(cfg, "max_length", 0) > positions:
+        warn(f"[yellow]warning: max_length {cfg.max_length} is more than {cfg.model_name_or_path} can take "
+             f"({positions} positions); using max_length {positions}[/yellow]")
+        cfg.max_length = positions
+    if hasattr(cfg, "max_prompt_length") and cfg.max_prompt_length + cfg.max_new_tokens > positions:
+        if cfg.max_new_tokens >= positions:
+            raise KorlhfError(f"max_new_tokens {cfg.max_new_tokens} leaves no room for a prompt in the "
+                              f"{positions} positions of {cfg.model_name_or_path}; lower max_new_tokens")
+        warn(f"[yellow]warning: max_prompt_length {cfg.max_prompt_length} + max_new_tokens {cfg.max_new_tokens} is "
+             f"more than {cfg.model_name_or_path} can take ({positions} positions); using max_prompt_length "
+             f"{positions - cfg.max_new_tokens}[/yellow]")
+        cfg.max_prompt_length = positions - cfg.max_new_tokens
 
 
 def open_output_dir(cfg) -> Path | None:
