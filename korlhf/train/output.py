@@ -348,15 +348,21 @@ def fit_context(cfg) -> None:
 
 def open_output_dir(cfg) -> Path | None:
     """The start of every training stage, on every process, once its processes are set up: the
-    output folder made ready (`prepare_output_dir`), the exact config saved, and the checkpoint to
-    resume from returned (None: a fresh start)."""
+    output folder made ready (`prepare_output_dir`), the exact config saved, the seed set, and the
+    checkpoint to resume from returned (None: a fresh start).
+
+    The seed is set before any model loads: a reward model's new score head is drawn then, and a
+    stage must not depend on what ran before it in the same process (the pipeline, a test).
+    """
     from accelerate import PartialState
+    from transformers import set_seed
 
     from korlhf.config import save_config
 
     checkpoint = prepare_output_dir(cfg.output_dir, resume=cfg.resume, overwrite=cfg.overwrite)
     if PartialState().is_main_process:
         save_config(cfg, Path(cfg.output_dir) / CONFIG)
+    set_seed(cfg.seed)
     return checkpoint
 
 

@@ -120,7 +120,9 @@ def build_trainer(cfg: Config, model, tokenizer, train_data, eval_data=None, cal
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
         def _get_train_sampler(self, train_dataset=None):
-            return seeded(super()._get_train_sampler(train_dataset), self.args.data_seed)
+            from korlhf.train.samplers import epoch_seeded
+
+            return epoch_seeded(super()._get_train_sampler(train_dataset), self.args.data_seed)
 
     unpacked_padding_free = cfg.padding_free and not cfg.packing
     trainer = KorlhfSFTTrainer(
@@ -137,33 +139,6 @@ def build_trainer(cfg: Config, model, tokenizer, train_data, eval_data=None, cal
         if trainer.eval_dataset is not None:
             trainer.eval_dataset = truncate(trainer.eval_dataset, cfg.max_length)
     return trainer
-
-
-def seeded(sampler, seed: int):
-    """HF's length-grouped sampler with each epoch's order a function of (seed, epoch).
-
-    transformers builds it without a generator, so an epoch's order came from the global RNG at
-    the start of that epoch, and a run resumed inside epoch 2+ drew another order than the run it
-    continues (losses differed after the first epoch). The Trainer calls ``set_epoch`` on it.
-    """
-    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
-
-    if not isinstance(sampler, LengthGroupedSampler):
-        return sampler
-
-    class SeededLengthGroupedSampler(LengthGroupedSampler):
-        epoch = 0
-
-        def set_epoch(self, epoch: int) -> None:
-            self.epoch = epoch
-
-        def __iter__(self):
-            import torch
-
-            generator = torch.Generator().manual_seed(seed * 1000003 + self.epoch)
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
-
-    return SeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths)
 
 
 def plain_loss(trainer, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -78,7 +78,6 @@ class Config(RLFields, OptimFields, RunFields, ModelFields):
 def main(cfg: Config) -> dict:
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     from korlhf.train.output import begin, open_output_dir, resuming
@@ -94,8 +93,7 @@ def main(cfg: Config) -> dict:
     # on CPUs leaves every process believing it is alone (DistributedType.NO).
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available(),
                               log_with=cfg.report_to or None, project_dir=cfg.output_dir)
-    checkpoint = open_output_dir(cfg)
-    set_seed(cfg.seed)
+    checkpoint = open_output_dir(cfg)  # also seeds, before the models load
     train_records, eval_records = start.train_records, start.eval_records
     run, prompts, eval_prompts = setup(cfg, accelerator, train_records, eval_records)
     total = total_steps(cfg, len(prompts), accelerator.num_processes)
