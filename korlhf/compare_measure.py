@@ -11,9 +11,9 @@ def measure_model(bench, path: str, train_files: list[str]) -> dict:
     """{eval_accuracy, train_accuracy, reward, kl} of the model at ``path`` (None where not measurable)."""
 
     from korlhf.decoding import Decoding
+    from korlhf.evaluation.accuracy import answer_accuracy
     from korlhf.generate import generate
     from korlhf.models import default_device, load_causal_lm, load_tokenizer
-    from korlhf.pipeline_eval import answer_accuracy
 
     cfg, run = bench.cfg, bench.run
     device = default_device()

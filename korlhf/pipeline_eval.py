@@ -86,27 +86,11 @@ def answer_eval_prompts(cfg, run: Path, fresh: bool = False) -> dict:
     return metrics
 
 
-def answer_accuracy(records: list[dict], rule: str | None = None) -> float | None:
-    """Share of right responses; None if nothing can be checked.
-
-    Right: ``rule(prompt, response) >= 1`` for a rule name (see `korlhf.train.rl.rewards.parse_rule`;
-    the demo's checks the answer sentence), then every record counts; else the answer appears in
-    the response, and only records with an ``answer`` count.
-    """
-    from korlhf.train.rl.rewards import parse_rule
-
-    if rule:  # the rule knows the answers: every record counts
-        check = parse_rule(rule)
-        right = [check(r["prompt"], r["response"]) >= 1.0 for r in records]
-    else:
-        right = [r["answer"] in r["response"] for r in records if isinstance(r.get("answer"), str)]
-    return sum(right) / len(right) if right else None
-
-
 def score_models(cfg, run: Path) -> dict:
     from rich.console import Console
     from rich.table import Table
 
+    from korlhf.evaluation.accuracy import answer_accuracy
     from korlhf.evaluation.metrics import score
     from korlhf.evaluation.score import format_value, reward_scores, write_scores
     from korlhf.records import read_jsonl
@@ -156,6 +140,8 @@ def sweep_config(cfg, run: Path, model: str):
              "limit": cfg.eval_limit, "batch_size": cfg.batch_size}
     if (run / "rm" / "metrics.json").is_file():
         fixed["reward_model"] = str(run / "rm")
+    if cfg.answer_rule and "answer_rule" not in cfg.sweep:  # the sweep's accuracy column checks as eval does
+        fixed["answer_rule"] = cfg.answer_rule
     sweep_cfg = config_from_block(sweep.Config, "sweep", cfg.sweep, fixed, command="korlhf pipeline (eval)")
     sweep.decodings(sweep_cfg)  # strategies with unknown knobs fail here
     return sweep_cfg

@@ -205,7 +205,8 @@ def _sweep_section(run: Path) -> str:
     rows = read_json(run / "eval" / "sweep" / "results.json")
     if not rows:
         return ""
-    keep = ["strategy", "reward", "bleu", "chrf", "rougeL", "distinct_2", "rep_2", "len_chars_mean", "tokens_per_s"]
+    keep = ["strategy", "accuracy", "reward", "bleu", "chrf", "rougeL", "distinct_2", "rep_2", "len_chars_mean",
+            "tokens_per_s"]
     plots = [run / "eval" / "sweep" / "plots" / f"{name}.png" for name in ("overview",)]
     images = "".join(image("data:image/png;base64," + base64.b64encode(p.read_bytes()).decode())
                      for p in plots if p.is_file())

@@ -79,10 +79,12 @@ def test_sweep_rejects_unknown_strategy_keys():
 
 
 def test_best_strategy_follows_the_metrics_direction():
-    rows = [{"strategy": "a", "bleu": 10.0, "rep_2": 0.5, "len_chars": 3},
-            {"strategy": "b", "bleu": 20.0, "rep_2": 0.1, "len_chars": 9}]
+    bounds = {"bleu": (8.0, 12.0), "rep_2": (0.4, 0.6), "len_chars": (2, 4)}
+    rows = [{"strategy": "a", "bleu": 10.0, "rep_2": 0.5, "len_chars": 3, "intervals": bounds},
+            {"strategy": "b", "bleu": 20.0, "rep_2": 0.1, "len_chars": 9,
+             "intervals": {"bleu": (18.0, 22.0), "rep_2": (0.05, 0.15), "len_chars": (8, 10)}}]
     assert sweep.best_strategy(rows, "bleu") == "b" and sweep.best_strategy(rows, "rep_2") == "b"
-    assert sweep.best_strategy(rows, "len_chars") is None
+    assert sweep.best_strategy(rows, "len_chars") is None  # no better direction
 
 
 # --- sheet and agree -------------------------------------------------------------------------------
@@ -246,3 +248,53 @@ def test_agree_names_the_bad_rating_line(tmp_path, systems):
     with pytest.raises(KorlhfError) as err:
         agree.main(agree.Config(ratings=[str(bad)], sheet=str(tmp_path / "sheet")))
     assert str(err.value) == f"{bad}:3: rating 9 is outside 1..5"
+
+
+def test_bootstrap_intervals_of_a_mean():
+    from korlhf.evaluation.intervals import mean_interval
+
+    assert mean_interval([0.7] * 20) == (pytest.approx(0.7), pytest.approx(0.7))
+    low, high = mean_interval([0.0, 1.0] * 50)  # p = 0.5, n = 100: half-width ~1.96 x 0.05
+    assert low < 0.5 < high and 0.08 < (high - low) / 2 < 0.115
+    assert mean_interval([0.0, 1.0] * 50) == (low, high)  # seeded: the same every run
+
+
+def test_corpus_bleu_interval_surrounds_the_score():
+    from korlhf.evaluation.intervals import corpus_interval
+    from korlhf.evaluation.metrics import corpus_metrics
+
+    preds = ["서울은 한국의 수도입니다.", "김치를 넣고 끓여요.", "모르겠어요.", "부산은 항구 도시입니다."] * 5
+    refs = ["서울은 대한민국의 수도입니다.", "김치를 넣고 끓입니다.", "답은 서울입니다.", "부산은 항구 도시다."] * 5
+    bleu = corpus_metrics()["bleu"].corpus_score(preds, [refs]).score
+    low, high = corpus_interval(corpus_metrics()["bleu"], preds, refs)
+    assert low < bleu < high
+
+
+def test_best_strategy_is_marked_only_where_its_interval_clears_the_others():
+    rows = [{"strategy": "greedy", "accuracy": 0.48, "rep_2": 0.10, "intervals": {"accuracy": (0.40, 0.56),
+                                                                                     "rep_2": (0.05, 0.15)}},
+            {"strategy": "beam", "accuracy": 0.47, "rep_2": 0.30, "intervals": {"accuracy": (0.39, 0.55),
+                                                                                   "rep_2": (0.25, 0.35)}},
+            {"strategy": "top-p", "accuracy": 0.35, "rep_2": 0.20, "intervals": {"accuracy": (0.27, 0.43),
+                                                                                    "rep_2": (0.16, 0.24)}}]
+    assert sweep.best_strategy(rows, "accuracy") is None  # greedy vs beam: a tie within the noise
+    assert sweep.best_strategy(rows, "rep_2") == "greedy"  # lower is better, and clearly so
+    assert sweep.best_strategy(rows[::2], "accuracy") is None  # 0.40 < 0.43: still overlapping
+    rows[2]["intervals"]["accuracy"] = (0.27, 0.39)
+    assert sweep.best_strategy(rows[::2], "accuracy") == "greedy"
+    assert sweep.cell(rows[0], "accuracy") == "0.4800 [0.4000, 0.5600]"
+
+
+def test_sweep_reports_accuracy_with_intervals(tmp_path, tiny_gpt2):
+    prompts = write_jsonl(tmp_path / "eval.jsonl", [{"prompt": "서울은?", "response": "서울입니다.", "answer": "서울"},
+                                                    {"prompt": "2 더하기 3은?", "response": "5입니다.", "answer": "5"}])
+    cfg = sweep.Config(model=str(tiny_gpt2), prompts=str(prompts), max_new_tokens=3, out=str(tmp_path / "sw"),
+                       strategies=[{"preset": "greedy"}, {"preset": "sample"}])
+    rows = sweep.main(cfg)
+    assert all(0.0 <= r["accuracy"] <= 1.0 and set(r["intervals"]) >= {"accuracy", "bleu", "chrf", "rougeL"}
+               for r in rows)
+    table = (tmp_path / "sw" / "results.md").read_text(encoding="utf-8")
+    assert table.startswith("| strategy | accuracy | n |") and "95% bootstrap interval" in table
+    with open(tmp_path / "sw" / "results.csv", encoding="utf-8-sig") as f:
+        header = next(csv.reader(f))
+    assert "accuracy_low" in header and "bleu_high" in header

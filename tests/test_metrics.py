@@ -107,7 +107,7 @@ def test_lcs_matches_dynamic_programming():
 
 def test_self_bleu_equals_sacrebleu_with_all_others_as_references():
     texts = PREDS + REFS[:2] + ["한국의 수도는 서울입니다."]  # includes a near-duplicate
-    tokenizer = metrics._sacrebleu()["bleu"].tokenizer
+    tokenizer = metrics.sacrebleu_metrics()["bleu"].tokenizer
     others = [[t for j, t in enumerate(texts) if j != i] for i in range(len(texts))]
     streams = [list(col) for col in zip(*others, strict=True)]
     expected = sacrebleu.corpus_bleu(texts, streams, tokenize="ko-mecab").score
@@ -126,7 +126,7 @@ def test_repetitive_output_scores_worse_than_varied():
 
 
 def test_reference_free_metrics():
-    metrics._sacrebleu.cache_clear()  # as in a fresh process where no BLEU was computed yet
+    metrics.sacrebleu_metrics.cache_clear()  # as in a fresh process where no BLEU was computed yet
     s = score(["안녕하세요 반갑습니다", "저는 AI 언어 모델로서 답변드릴 수 없습니다", ""], rewards=[1.0, -1.0, 0.5])
     assert "bleu" not in s.corpus and "rouge1" not in s.corpus
     assert s.corpus["refusal"] == pytest.approx(1 / 3)

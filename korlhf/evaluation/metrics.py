@@ -29,7 +29,7 @@ Metrics (`METRICS` lists them with one line each):
 Both sides are put in `scoring_form` first (NFC, the data stage's whitespace handling): the same
 Korean text in NFD and NFC would otherwise score BLEU 9 against itself.
 
-Kiwi and MeCab load once per process (`kiwi()`, `_sacrebleu()`), and each distinct text is
+Kiwi and MeCab load once per process (`kiwi()`, `sacrebleu_metrics()`), and each distinct text is
 analysed once: Kiwi over all texts in one multi-threaded call; MeCab through sacrebleu, whose
 tokenizer caches its output, so self-BLEU reuses BLEU's tokens.
 """
@@ -94,16 +94,24 @@ def kiwi():
 
 
 @cache
-def _sacrebleu() -> dict:
+def sacrebleu_metrics() -> dict:
     """sacrebleu metric objects, built once (MeCab loads with the ko-mecab BLEU)."""
+    return corpus_metrics(effective_order=False) | {
+        f"sentence_{name}": metric for name, metric in corpus_metrics(effective_order=True).items()
+        if name.startswith("bleu")}
+
+
+def corpus_metrics(effective_order: bool = False) -> dict:
+    """New BLEU (ko-mecab, char) and chrF / chrF++ objects as korlhf scores with them.
+
+    Per-sample BLEU uses effective order, as sacrebleu.sentence_bleu does (a short answer without
+    any 4-gram match would otherwise score 0); corpus BLEU does not.
+    """
     from sacrebleu.metrics import BLEU, CHRF
 
-    # Per-sample BLEU uses effective order, as sacrebleu.sentence_bleu does (a short answer without
-    # any 4-gram match would otherwise score 0); corpus BLEU does not.
-    return {"bleu": BLEU(tokenize="ko-mecab"), "bleu_char": BLEU(tokenize="char"),
-            "chrf": CHRF(), "chrf++": CHRF(word_order=2),
-            "sentence_bleu": BLEU(tokenize="ko-mecab", effective_order=True),
-            "sentence_bleu_char": BLEU(tokenize="char", effective_order=True)}
+    return {"bleu": BLEU(tokenize="ko-mecab", effective_order=effective_order),
+            "bleu_char": BLEU(tokenize="char", effective_order=effective_order),
+            "chrf": CHRF(), "chrf++": CHRF(word_order=2)}
 
 
 def morphemes(texts: list[str]) -> list[list[str]]:
@@ -192,7 +200,7 @@ def self_bleu_signature() -> str:
     """sacrebleu's signature fields for self-BLEU (sacrebleu builds one only after a scored corpus)."""
     import sacrebleu
 
-    tok = _sacrebleu()["bleu"].tokenizer.signature()
+    tok = sacrebleu_metrics()["bleu"].tokenizer.signature()
     return f"nrefs:all-others|case:mixed|eff:no|tok:{tok}|smooth:exp|version:{sacrebleu.__version__}"
 
 
@@ -224,7 +232,7 @@ def score(predictions: list[str], references: list[str] | None = None, *,
     if references is not None:
         _reference_metrics(predictions, references, pred_morph, morph[len(predictions):], rows, corpus, signatures)
     _free_metrics(predictions, pred_morph, rows, corpus)
-    tokenizer = _sacrebleu()["bleu"].tokenizer  # cached: texts BLEU already saw are not re-analysed
+    tokenizer = sacrebleu_metrics()["bleu"].tokenizer  # cached: texts BLEU already saw are not re-analysed
     corpus["self_bleu"] = self_bleu([tokenizer(p.rstrip()) for p in predictions])
     signatures["self_bleu"] = self_bleu_signature()
     if rewards is not None:
@@ -235,7 +243,7 @@ def score(predictions: list[str], references: list[str] | None = None, *,
 
 
 def _reference_metrics(preds, refs, pred_morph, ref_morph, rows, corpus, signatures) -> None:
-    metrics = _sacrebleu()
+    metrics = sacrebleu_metrics()
     for name in ("bleu", "bleu_char", "chrf", "chrf++"):
         metric = metrics[name]
         corpus[name] = metric.corpus_score(preds, [refs]).score

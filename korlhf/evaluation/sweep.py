@@ -5,7 +5,10 @@ model loads once; every strategy answers the same prompts with the same seed, is
 `korlhf.evaluation.metrics.score` (against the prompt records' reference answers when they have
 them), and lands in one table: printed, ``results.md``, ``results.csv``, ``results.json``, one PNG
 per metric in ``plots/`` and ``plots/overview.png``. The generations stay in ``generations/``,
-ready for ``korlhf eval sheet``. "The best decoding strategy" is then a measured answer.
+ready for ``korlhf eval sheet``. "The best decoding strategy" is then a measured answer: with an
+``answer_rule`` (a checker) or records holding a short ``answer``, an ``accuracy`` column; every
+metric that can have one gets a 95% bootstrap interval (`korlhf.evaluation.intervals`), and a
+strategy is marked best on a metric only where its interval clears every other strategy's.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from korlhf.errors import KorlhfError
 DEFAULT_STRATEGIES = [{"preset": name} for name in
                       ("greedy", "beam", "sample", "top-k", "top-p", "typical-p", "min-p", "contrastive")]
 # Which way is better, for marking the best strategy per metric (others are just reported).
-HIGHER = {"bleu", "bleu_char", "chrf", "chrf++", "rouge1", "rouge2", "rougeL", "rouge1_char", "rouge2_char",
+HIGHER = {"accuracy", "bleu", "bleu_char", "chrf", "chrf++", "rouge1", "rouge2", "rougeL", "rouge1_char", "rouge2_char",
           "rougeL_char", "distinct_1", "distinct_2", "hangul_ratio", "reward"}
 LOWER = {"rep_2", "rep_4", "self_bleu", "refusal", "empty"}
 NOT_PLOTTED = {"n", "len_chars_median", "len_chars_p90"}
@@ -44,6 +47,9 @@ class Config:
     raw: bool = field(default=False, metadata={"help": "no chat template (base models)"})
     system: str | None = field(default=None, metadata={"help": "system message before every prompt"})
     reward_model: str | None = field(default=None, metadata={"help": "also report this reward model's mean score"})
+    answer_rule: str | None = field(default=None, metadata={
+        "help": "accuracy column: a checker package.module:function(prompt, response) -> 1.0 for right (the demo: "
+                "korlhf.demo_data:correct); default: records' short `answer` appears in the response"})
     dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if available)"})
     out: str = field(default="runs/sweep", metadata={"help": "output directory"})
@@ -93,6 +99,8 @@ def _references(cfg: Config, items: list[dict]) -> list[str] | None:
 
 def main(cfg: Config) -> list[dict]:
     from korlhf.config import save_config
+    from korlhf.evaluation.accuracy import right_answers
+    from korlhf.evaluation.intervals import intervals
     from korlhf.evaluation.metrics import score
     from korlhf.evaluation.score import reward_scores
     from korlhf.generate import generate, read_prompts, to_record
@@ -122,9 +130,15 @@ def main(cfg: Config) -> list[dict]:
         rewards = (reward_scores(cfg.reward_model, [i["prompt"] for i in items], predictions, cfg.batch_size)
                    if cfg.reward_model else None)
         result = score(predictions, references, rewards=rewards)
+        right = right_answers([{**item, "response": p} for item, p in zip(items, predictions, strict=True)],
+                              cfg.answer_rule)
+        extra = {"accuracy": [float(r) for r in right]} if right else {}
+        if right:
+            result.corpus["accuracy"] = sum(right) / len(right)
         new_tokens = sum(sum(g.response_tokens) for g in gens)
         rows.append({"strategy": name, **result.corpus, "tokens_per_s": new_tokens / max(elapsed, 1e-9),
-                     "time_s": elapsed, "settings": decoding.to_dict(), "signatures": result.signatures})
+                     "time_s": elapsed, "settings": decoding.to_dict(), "signatures": result.signatures,
+                     "intervals": intervals(result.samples, predictions, references, extra)})
     write_results(rows, out)
     return rows
 
@@ -134,36 +148,54 @@ def _file_name(name: str) -> str:
 
 
 def metric_columns(rows: list[dict]) -> list[str]:
-    return [k for k in rows[0] if k not in ("strategy", "settings", "signatures")]
+    columns = [k for k in rows[0] if k not in ("strategy", "settings", "signatures", "intervals")]
+    return (["accuracy"] if "accuracy" in columns else []) + [c for c in columns if c != "accuracy"]
 
 
 def best_strategy(rows: list[dict], metric: str) -> str | None:
-    values = [(r[metric], r["strategy"]) for r in rows if isinstance(r.get(metric), (int, float))
-              and not math.isnan(r[metric])]
-    if metric not in HIGHER | LOWER or len(values) < 2:
+    """The strategy whose 95% interval on ``metric`` clears every other's; None if none does (a tie,
+    within the noise), or the metric has no direction or no interval."""
+    bounds = [(r["intervals"][metric], r[metric], r["strategy"]) for r in rows
+              if metric in r.get("intervals", {}) and not math.isnan(r[metric])]
+    if metric not in HIGHER | LOWER or len(bounds) < 2 or len(bounds) < len(rows):
         return None
-    return (max(values) if metric in HIGHER else min(values))[1]
+    higher = metric in HIGHER
+    (low, high), _, name = max(bounds, key=lambda b: b[1]) if higher else min(bounds, key=lambda b: b[1])
+    others = [b for b in bounds if b[2] != name]
+    separated = all(low > o[0][1] for o in others) if higher else all(high < o[0][0] for o in others)
+    return name if separated else None
+
+
+def cell(row: dict, metric: str) -> str:
+    """A value with its interval, e.g. ``0.48 [0.40, 0.56]``."""
+    from korlhf.evaluation.score import format_value
+
+    value = format_value(row.get(metric))
+    bounds = row.get("intervals", {}).get(metric)
+    return f"{value} [{format_value(bounds[0])}, {format_value(bounds[1])}]" if bounds else value
 
 
 def write_results(rows: list[dict], out: Path) -> None:
     """Terminal table, results.md, results.csv, results.json and the plots."""
-    from korlhf.evaluation.score import format_value
 
     columns = metric_columns(rows)
     (out / "results.json").write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
     with open(out / "results.csv", "w", encoding="utf-8-sig", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["strategy", *columns])
-        writer.writerows([[r["strategy"], *(r.get(c) for c in columns)] for r in rows])
+        bounded = [c for c in columns if c in rows[0].get("intervals", {})]
+        writer.writerow(["strategy", *columns, *(f"{c}_{end}" for c in bounded for end in ("low", "high"))])
+        writer.writerows([[r["strategy"], *(r.get(c) for c in columns),
+                           *(r["intervals"][c][i] for c in bounded for i in (0, 1))] for r in rows])
     best = {c: best_strategy(rows, c) for c in columns}
     lines = ["| strategy | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for r in rows:
-        cells = [f"**{format_value(r.get(c))}**" if best[c] == r["strategy"] else format_value(r.get(c))
-                 for c in columns]
+        cells = [f"**{cell(r, c)}**" if best[c] == r["strategy"] else cell(r, c) for c in columns]
         lines.append(f"| {r['strategy']} | " + " | ".join(cells) + " |")
     signatures = rows[0]["signatures"]
-    notes = ["", "Bold: the best strategy on a metric with a direction (higher for BLEU/ROUGE/chrF/distinct/"
-             "reward, lower for rep/self-BLEU/refusal/empty).", ""]
+    notes = ["", "In brackets: 95% bootstrap interval (1,000 resamples of the prompts). Bold: the best strategy "
+             "on a metric with a direction (higher for accuracy/BLEU/ROUGE/chrF/distinct/reward, lower for "
+             "rep/self-BLEU/refusal/empty), only where its interval clears every other strategy's; no bold: "
+             "the best is within the noise.", ""]
     notes += [f"- {name} signature: `{sig}`" for name, sig in signatures.items()]
     (out / "results.md").write_text("\n".join(lines + notes) + "\n", encoding="utf-8")
     _print_table(rows, columns, best)
@@ -174,12 +206,11 @@ def _print_table(rows, columns, best) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from korlhf.evaluation.score import format_value
 
-    table = Table("metric", *[r["strategy"] for r in rows], title="decoding sweep (best in bold)")
+    table = Table("metric", *[r["strategy"] for r in rows],
+                  title="decoding sweep: value [95% interval], bold where the best clears the others")
     for c in columns:
-        table.add_row(c, *[f"[bold]{format_value(r.get(c))}[/bold]" if best[c] == r["strategy"]
-                           else format_value(r.get(c)) for r in rows])
+        table.add_row(c, *[f"[bold]{cell(r, c)}[/bold]" if best[c] == r["strategy"] else cell(r, c) for r in rows])
     console = Console()
     if not console.is_terminal:  # a log file: no wrapping into unreadable columns
         console = Console(width=max(console.width, 16 + 10 * len(rows)))
