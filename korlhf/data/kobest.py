@@ -65,6 +65,22 @@ def hub_task(keys) -> str | None:
     return None
 
 
+def is_hub_file(path: str | Path) -> bool:
+    """A ``.jsonl`` whose first line is a skt/kobest_v1 row (what `korlhf data get kobest` writes)."""
+    import json
+
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        return False
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        first = f.readline()
+    try:
+        row = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and hub_task(row) is not None
+
+
 def read_kobest(path: str | Path, task: str | None = None, limit: int | None = None) -> list[dict]:
     """Multiple-choice items of one KoBEST file: the release's TSV (header row, tab-separated) or
     skt/kobest_v1's JSON Lines."""
