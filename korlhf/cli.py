@@ -72,7 +72,7 @@ def command_name(ctx) -> str:
 
 # Command groups. Each group lives in its own module and is added here once it does something.
 # --- data (korlhf.data) ---
-data_app = typer.Typer(help="Data: inspect, clean and build disjoint SFT / RM / PPO / eval sets from Korean sources.",
+data_app = typer.Typer(help="Data: get known sets by name, inspect, clean and build disjoint SFT / RM / PPO / eval sets from Korean sources.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -93,6 +93,15 @@ def data_inspect(ctx: typer.Context, files: list[str] = typer.Argument(None)) ->
     Example: korlhf data inspect ../shared/data/kochatgpt/kochatgpt_3_PPO.jsonl --out runs/data/inspect
     """
     run_stage(ctx, "korlhf.data.inspect", positional={"files": _files_first(ctx, files)})
+
+
+@data_app.command("get", context_settings=STAGE)
+def data_get(ctx: typer.Context, names: list[str] = typer.Argument(None)) -> None:
+    """Fetch well-known Korean data sets from the Hugging Face Hub by name into data/NAME/ (cached, resumable).
+
+    With no name, lists the known sets. HF_HUB_OFFLINE=1 uses the cache only. Example: korlhf data get kobest koalpaca
+    """
+    run_stage(ctx, "korlhf.data.get", positional={"names": _files_first(ctx, names)})
 
 
 @data_app.command("clean", context_settings=STAGE)

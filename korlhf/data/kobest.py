@@ -28,6 +28,17 @@ COLUMNS = {
     "SentiNeg": ("Label", "Text"),
     "WiC": ("Target", "SENTENCE1", "SENTENCE2", "ANSWER"),
 }
+# skt/kobest_v1 on the Hugging Face Hub (what `korlhf data get kobest` fetches, and what the harness
+# reads) holds the same rows as JSON Lines under other field names; each hub row is turned back into
+# the release's row, so one set of converters below serves both layouts.
+HUB_FIELDS = {
+    "BoolQ": {"paragraph": "Text", "question": "Question", "label": "Answer"},
+    "COPA": {"premise": "sentence", "question": "question", "alternative_1": "1", "alternative_2": "2",
+             "label": "Answer"},
+    "HellaSwag": {"context": "context", **{f"ending_{k}": f"choice{k}" for k in range(1, 5)}, "label": "label"},
+    "SentiNeg": {"sentence": "Text", "label": "Label"},
+    "WiC": {"word": "Target", "context_1": "SENTENCE1", "context_2": "SENTENCE2", "label": "ANSWER"},
+}
 YES_NO = ["아니오", "예"]
 TARGET_DELIMITER = " "  # the harness's default target_delimiter, put before every choice
 
@@ -45,11 +56,51 @@ def sniff_task(path: str | Path, header: list[str]) -> str:
                       f"expected the columns of one of {', '.join(TASKS)}")
 
 
+def hub_task(keys) -> str | None:
+    """The task whose skt/kobest_v1 fields ``keys`` holds (SentiNeg's two fields are in no other's)."""
+    keys = set(keys)
+    for task in ("COPA", "HellaSwag", "WiC", "BoolQ", "SentiNeg"):
+        if set(HUB_FIELDS[task]) <= keys and not (task == "SentiNeg" and "question" in keys):
+            return task
+    return None
+
+
+def is_hub_file(path: str | Path) -> bool:
+    """A ``.jsonl`` whose first line is a skt/kobest_v1 row (what `korlhf data get kobest` writes)."""
+    import json
+
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        return False
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        first = f.readline()
+    try:
+        row = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and hub_task(row) is not None
+
+
 def read_kobest(path: str | Path, task: str | None = None, limit: int | None = None) -> list[dict]:
-    """Multiple-choice items of one KoBEST TSV (header row, tab-separated)."""
+    """Multiple-choice items of one KoBEST file: the release's TSV (header row, tab-separated) or
+    skt/kobest_v1's JSON Lines."""
     path = Path(path)
     if not path.is_file():
         raise KorlhfError(f"file not found: {path}")
+    task, rows, first_line = _hub_rows(path, task) if path.suffix.lower() == ".jsonl" else _tsv_rows(path, task)
+    items = []
+    for i, row in enumerate(rows[:limit]):
+        try:
+            item = _ITEM[task](row)
+        except (ValueError, KeyError, TypeError, AttributeError):  # a short row reads None
+            raise KorlhfError(f"{path}:{i + first_line}: bad KoBEST {task} row (answer label or COPA question "
+                              "not understood)") from None
+        item.update(id=f"kobest-{task}-{path.stem}-{row.get('ID') or i + 1}", task=task)
+        items.append(item)
+    return items
+
+
+def _tsv_rows(path: Path, task: str | None) -> tuple[str, list[dict], int]:
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = reader.fieldnames or []
@@ -58,18 +109,28 @@ def read_kobest(path: str | Path, task: str | None = None, limit: int | None = N
         if missing:
             raise KorlhfError(f"{path}: KoBEST {task} needs column(s) {', '.join(missing)} "
                               f"(columns present: {', '.join(header) or 'none'})")
-        items = []
-        for i, row in enumerate(reader):
-            if limit is not None and i >= limit:
-                break
-            try:
-                item = _ITEM[task](row)
-            except (ValueError, KeyError, TypeError, AttributeError):  # a short row reads None
-                raise KorlhfError(f"{path}:{i + 2}: bad KoBEST {task} row (answer label or COPA question "
-                                  "not understood)") from None
-            item.update(id=f"kobest-{task}-{path.stem}-{row.get('ID') or i + 1}", task=task)
-            items.append(item)
-    return items
+        return task, list(reader), 2
+
+
+def _hub_rows(path: Path, task: str | None) -> tuple[str, list[dict], int]:
+    """skt/kobest_v1 rows as release rows: labels are 0-based ints there (COPA's Answer is 1/2 here)."""
+    from korlhf.data import io
+
+    rows = io.read_raw(path, "jsonl").rows
+    keys = set(rows[0]) if rows else set()
+    task = task or hub_task(keys)
+    if task is None or not set(HUB_FIELDS[task]) <= keys:
+        wanted = "; ".join(f"{t}: {', '.join(f)}" for t, f in HUB_FIELDS.items() if task in (None, t))
+        raise KorlhfError(f"{path}: not a KoBEST file of skt/kobest_v1 (fields: {', '.join(sorted(keys)) or 'none'}); "
+                          f"expected {wanted}")
+    out = []
+    for row in rows:
+        release = {HUB_FIELDS[task][k]: v for k, v in row.items() if k in HUB_FIELDS[task]}
+        column = HUB_FIELDS[task]["label"]
+        label = release[column]
+        release[column] = str(label + 1 if task == "COPA" and isinstance(label, int) else label)
+        out.append(release)
+    return task, out, 1
 
 
 def _boolq(row: dict) -> dict:

@@ -71,6 +71,8 @@ def read_source(path: str | Path, format: str | None = None, column_map: dict | 
         return _text(raw) if _CONVERSATION_START not in raw.text else _conversation(raw)
     if format == "kochatgpt-conversation":
         return _conversation(raw)
+    if format is None and not column_map and path.suffix.lower() == ".jsonl" and _is_kobest_hub(raw.rows):
+        return _kobest(path)  # skt/kobest_v1's JSON Lines (korlhf data get kobest)
     if format in (None, "nikl", "aihub") or (format or "").startswith("aihub-"):
         source = _corpus(raw, format, column_map)
         if source is not None:
@@ -306,6 +308,12 @@ def _is_kobest(path: Path) -> bool:
     return True
 
 
+def _is_kobest_hub(rows: list[dict]) -> bool:
+    from korlhf.data.kobest import hub_task
+
+    return bool(rows) and isinstance(rows[0], dict) and hub_task(rows[0]) is not None
+
+
 def _kobest(path: Path) -> Source:
     from korlhf.data.kobest import read_kobest, to_preference
 
@@ -314,4 +322,5 @@ def _kobest(path: Path) -> Source:
     if not records:
         raise KorlhfError(f"{path}: a KoBEST header but no rows")
     name = records[0]["source"]
-    return Source(path, "kobest", name, records, [i + 2 for i in range(len(records))])
+    first = 1 if path.suffix.lower() == ".jsonl" else 2  # a TSV's line 1 is its header
+    return Source(path, "kobest", name, records, [i + first for i in range(len(records))])

@@ -6,7 +6,8 @@ choice is scored as ``log p(" " + choice | context)`` tokenized the harness's wa
 and the most likely choice is the prediction. Reports accuracy and macro-F1 (sklearn's
 ``f1_score(average="macro")``, as the harness aggregates it) per task (BoolQ, COPA, HellaSwag,
 SentiNeg, WiC), HellaSwag's ``acc_norm``, and their means. The data directory has the layout of
-the public KoBEST release: ``DIR/<Task>/<split>.tsv``.
+the public KoBEST release, ``DIR/<Task>/<split>.tsv``, or ``DIR/<Task>/<split>.jsonl`` (skt/kobest_v1
+on the Hub, as `korlhf data get kobest` writes it).
 
 Python API: ``choice_logprobs(model, tokenizer, items, batch_size=16) -> list[list[float]]``,
 ``accuracy(items, logprobs) -> {"n", "accuracy", "macro_f1"}`` and ``macro_f1(gold, predicted)``.
@@ -25,7 +26,7 @@ from korlhf.errors import KorlhfError
 @dataclass
 class Config:
     model: str = field(metadata={"help": "model directory or hub id"})
-    data: str = field(metadata={"help": "KoBEST directory (<Task>/<split>.tsv, as ../shared/data/kobest) or one TSV"})
+    data: str = field(metadata={"help": "KoBEST directory (<Task>/<split>.tsv or .jsonl, as korlhf data get kobest writes into data/kobest) or one file"})
     tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": f"tasks among {', '.join(TASKS)}"})
     split: str = field(default="test", metadata={"help": "train, dev or test"})
     limit: int | None = field(default=None, metadata={"help": "only the first N items of each task (quick runs)"})
@@ -124,11 +125,14 @@ def task_files(data: str | Path, tasks: list[str], split: str) -> dict[str, Path
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise KorlhfError(f"unknown KoBEST task(s) {', '.join(unknown)}; choose among {', '.join(TASKS)}")
-    files = {t: data / t / f"{split}.tsv" for t in tasks}
+    # The release's TSV, else skt/kobest_v1's JSON Lines as `korlhf data get kobest` lays them out.
+    files = {t: next((p for p in (data / t / f"{split}.tsv", data / t / f"{split}.jsonl") if p.is_file()),
+                     data / t / f"{split}.tsv") for t in tasks}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise KorlhfError(f"KoBEST file(s) not found: {', '.join(missing)}; --data should hold <Task>/{split}.tsv "
-                          "as the public KoBEST release (e.g. ../shared/data/kobest)")
+                          "as the public KoBEST release, or <Task>/{split}.jsonl as `korlhf data get kobest` writes "
+                          "into data/kobest")
     return files
 
 

@@ -10,7 +10,7 @@ An item is ``{"id", "prompt", "candidates": [{"response", "source"}], "reference
   ranking as the known ``truth`` the judge is measured against;
 - a `korlhf generate` output line (``responses`` + ``finish_reasons``) gives unranked candidates
   and its ``reference``;
-- a KoBEST ``.tsv`` gives each item's choices as candidates and the right answer as the truth.
+- a KoBEST ``.tsv`` (or skt/kobest_v1 ``.jsonl``, `korlhf data get kobest`) gives each item's choices as candidates and the right answer as the truth.
 
 Unranked records with the same prompt are merged into one item (one generate file per system
 gives one item per prompt with every system's answer).
@@ -27,7 +27,7 @@ from korlhf.errors import KorlhfError
 
 def load_items(paths: list[str], input_responses: str = "candidates", limit: int | None = None) -> list[dict]:
     """Items from every input file, in order; ``limit`` keeps the first N in all."""
-    from korlhf.data.kobest import read_kobest, to_preference
+    from korlhf.data.kobest import is_hub_file, read_kobest, to_preference
     from korlhf.generate import read_prompts
 
     if not paths:
@@ -37,7 +37,7 @@ def load_items(paths: list[str], input_responses: str = "candidates", limit: int
         left = None if limit is None else limit - len(items)
         if left is not None and left <= 0:
             break
-        if path.suffix == ".tsv":
+        if path.suffix == ".tsv" or is_hub_file(path):  # the release's TSV or skt/kobest_v1's JSON Lines
             for kobest in read_kobest(path, limit=left):
                 truth = to_preference(kobest)
                 items.append(_item(truth["id"], truth["prompt"], truth["source"],
