@@ -33,12 +33,14 @@ REFUSAL = re.compile(
     re.IGNORECASE,
 )
 # Lines only an assistant says; in a user turn they mean the roles are swapped (KoChatGPT's dialogue
-# 1 opens with the human saying "괜찮습니다. 무엇을 도와드릴까요?").
+# 1 opens with the human saying "괜찮습니다. 무엇을 도와드릴까요?"). Calibrated on KoChatGPT's
+# dialogues: docs/data_quality.md.
 ASSISTANT_LINE = re.compile(
-    r"무엇을\s*도와\s*드릴까요|어떤\s*도움이\s*필요하(?:신가요|세요|십니까)|무엇이\s*궁금하신가요"
-    r"|(?:궁금한|궁금하신)\s*(?:점|것)이\s*있으(?:시면|면)\s*언제(?:든지|라도)"
+    r"도와\s*(?:드릴까요|드리겠|드릴게|줄\s*수\s*있을까요)|궁금하신\s*(?:가요|건가요|내용|점|것)"
+    r"|도움이\s*필요하(?:신가요|십니까|세요)|언제든(?:지)?\s*(?:물어|질문)|도움이\s*되도록\s*하겠습니다"
     r"|도움이\s*(?:되셨|되었|되)(?:길|기를)\s*바랍니다"
-    r"|저는\s*(?:인공지능|AI|챗봇|언어\s*모델)(?:\s*챗봇|\s*어시스턴트)?(?:입니다|이며|이라서|이기\s*때문)")
+    r"|저는\s*(?:인공지능|AI|챗봇|언어\s*모델)(?:\s*챗봇|\s*어시스턴트)?(?:입니다|이며|이라서|이기\s*때문)"
+    r"|(?:^|\s)AI\s*:")  # the generator's own speaker marker inside a user turn: two turns run together
 
 
 def hangul_ratio(text: str) -> float:

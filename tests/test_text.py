@@ -43,7 +43,7 @@ def test_assistant_lines_in_a_user_turn():
     ("- 사과\n- 배", "answer"), ("바이에른 지명 기원을 알려줘", "question"), ("잊지마", "question"),
     ("1113년 2월 15일 교황 파스칼 2세가 발표한 교서는", "question"),  # KorQuAD's elliptical question
     ("욕먹었어 여자친구한테", "question"), ("이혼만은 막고싶은데", "question"), ("헤어진지 1년 뭐하는건지ㅋ", "question"),
-    ("사랑이 쉬운 사람", "question"), ("그건 좀 비싼데", "turn"), ("아 진짜", "turn"), ("그래 ㅋㅋ", "turn"),
+    ("사랑이 쉬운 사람", "question"), ("체납금 그거는 언제 나와요 고지서가", "question"), ("네", "answer"), ("그건 좀 비싼데", "turn"), ("아 진짜", "turn"), ("그래 ㅋㅋ", "turn"),
 ])
 def test_finished_korean(text, kind):
     assert not looks_truncated(text, kind)
@@ -55,6 +55,12 @@ def test_finished_korean(text, kind):
     ("개포주공아파트는 총 27개 단지로 이루어져 있습니다. 가장 오래된 단지는 1단지", "answer"),
     ("수코타이는 면적이 얼마나 되", "question"), ("파스타 메뉴는 있어요? 혼자 먹을 수 있는", "question"),
     ("차주분의 성함과", "question"), ("경복궁의", "turn"), ("제 생각에는 이것이 가장 좋은 방법일", "turn"),
+    # KoChatGPT answers cut at random points (docs/data_quality.md): a comma, half a word, a bare 여/해.
+    ("현재 공기 상태는 괜찮습니다. 미세먼지 수치는 평균보다 조금 높지만, ", "answer"),
+    ("머신 러닝은 데이터로 배우는 방법입니다. 프로젝트는 데이터 수집, 전처리, 모", "answer"),
+    ("방역 대책이 중요합니다. 또한 건강한 생활 습관을 이루는 등의 방법을 이용하여", "answer"),
+    ("사람들과 소통함으로써 생각할 수 있게 됩니다. 또한, 다양한 상황에 대해", "answer"),
+    ("평창 스페셜올림픽 대회에 세계각국에서 온 선수단이", "question"),
 ])
 def test_truncated_korean(text, kind):
     assert looks_truncated(text, kind)
