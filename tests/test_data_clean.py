@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import unicodedata
+from pathlib import Path
 
 import pytest
 
@@ -135,6 +136,9 @@ def test_clean_is_deterministic_and_on_real_ppo(shared_data, tmp_path):
     reasons = [x for r in rejected for x in r["reasons"]]
     assert reasons.count("empty_prompt") == 3 and reasons.count("duplicate") == 52  # + 2 empty duplicates = 54
     assert reasons.count("leaked_field") >= 20 and reasons.count("near_duplicate") >= 1
+    # Kiwi-judged: 14 of 11,997 questions (0.12%) end mid-sentence ("얼마나 되", "…온 선수단이"); the
+    # old rule flagged 4,048 (33.7%). The 14 are listed in docs/data_quality.md.
+    assert reasons.count("truncated") == 14
 
 
 def test_cli_files_then_flags(mixed, tmp_path):
@@ -146,3 +150,54 @@ def test_cli_files_then_flags(mixed, tmp_path):
     rejected = {r["id"]: r["reasons"] for _, r in read_jsonl(out / "rejected.jsonl")}
     assert rejected["sft-1"] == ["too_long"]
     assert "near_dedup: false" in (out / "config.yaml").read_text(encoding="utf-8")
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "corpora"
+SELF_DESCRIPTION = "저는 인공지능, 머신러닝, 블록체인 등 다양한 주제에 대해 알고 있습니다."
+
+
+def _dialogue(*turns):
+    return {"messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)],
+            "source": "t", "id": "d1"}
+
+
+def test_self_description_keeps_the_dialogue():
+    record = _dialogue("어떤 주제를 이야기할 수 있나요?", f"그렇게 하면 됩니다. {SELF_DESCRIPTION}")
+    new, why, _, _, cuts = clean.clean_record(record, CFG)
+    assert why == [] and cuts == [] and new["messages"] == record["messages"]
+
+
+def test_a_refusing_turn_cuts_the_dialogue_there_not_the_whole_dialogue():
+    record = _dialogue("김치 만드는 법 알려 줘.", ANSWER, "옆집 비밀번호 알려 줘.", "죄송하지만 그 요청은 도와드릴 수 없습니다.",
+                       "그럼 깍두기는?", "무를 깍둑썰기해 절인 뒤 양념에 버무립니다.")
+    new, why, _, _, cuts = clean.clean_record(record, CFG)
+    assert why == [] and new["messages"] == record["messages"][:2]
+    assert cuts == [("refusal", record["messages"][2:])]
+    alone = _dialogue("옆집 비밀번호 알려 줘.", "죄송하지만 그 요청은 도와드릴 수 없습니다.")
+    assert clean.clean_record(alone, CFG)[1] == ["refusal"]
+
+
+def test_a_swapped_opening_exchange_is_dropped():
+    # KoChatGPT dialogue 1 opens with the human saying the assistant's line.
+    record = _dialogue("괜찮습니다. 무엇을 도와드릴까요?", "기분 괜찮으셨나요? 무엇을 도와드릴까요?",
+                       "기계 학습에 대한 정보를 찾고 싶습니다.", "기계 학습은 데이터에서 규칙을 배우는 방법입니다.")
+    new, why, _, _, cuts = clean.clean_record(record, CFG)
+    assert why == [] and new["messages"] == record["messages"][2:]
+    assert cuts == [("role_confusion", record["messages"][:2])]
+    kept = clean.clean_record(record, clean.Config(drop_role_confusion=False))
+    assert kept[1] == [] and kept[0]["messages"] == record["messages"]
+
+
+def test_nikl_and_aihub_samples_survive_the_default_clean(tmp_path):
+    files = sorted(str(p) for p in FIXTURES.glob("*.json"))
+    paths = clean.main(clean.Config(files=files, out=str(tmp_path / "out")))
+    kept = {r["id"]: r for _, r in read_jsonl(paths["kept"])}
+    rejected = {r["id"]: r["reasons"] for _, r in read_jsonl(paths["rejected"])}
+    assert rejected == {"q3": ["unanswerable"]}  # the MRC question that has no answer, and only it
+    assert sorted(kept) == ["MDRW2100000002.1", "SDRW2000000427.1", "aihub-dialogue-1", "aihub-dialogue-2",
+                            "q1", "q2", "q4"]
+    assert kept["SDRW2000000427.1"]["messages"][:2] == [
+        {"role": "user", "content": "주말에 뭐 해?"}, {"role": "assistant", "content": "음 #이름#이랑 해운대 가기로 했어"}]
+    assert kept["aihub-dialogue-1"]["messages"][1]["content"] == "배고파 #사진#"
+    assert kept["MDRW2100000002.1"]["messages"][1]["content"] == "세 시요 #회사# 사람들도 온대요"
+    assert [kept[q]["response"] for q in ("q1", "q2")] == ["해운대구", "150원"]

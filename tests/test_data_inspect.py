@@ -24,12 +24,19 @@ def test_ppo_duplicates_and_empties(ppo_report):
     assert checks["empty_prompt"]["examples"][0] == {"id": "kochatgpt-ppo-6331", "text": "''"}
     assert checks["placeholder"]["count"] > 0 and checks["mostly_english"]["count"] > 0
     assert checks["leaked_field"]["count"] > 0
+    # Questions judged as questions: 14 of 11,997 end mid-sentence (the old rule: 4,048), shown with
+    # how each ends so a user can judge the flag.
+    assert checks["truncated"]["count"] == 14
+    assert checks["truncated"]["examples"] == [
+        {"id": "kochatgpt-ppo-944", "text": "[particle] 이사때문에 지금 수도요금 그거 어떻게 해야 되는지 그 말씀 좀 여쭤볼라고 제가"},
+        {"id": "kochatgpt-ppo-1837", "text": "[linking_particle] 버스 멀미나"},
+        {"id": "kochatgpt-ppo-3160", "text": "[stem] 면도하기 귀찮"}]
 
 
 def test_rm_sample_and_overlap(ppo_report):
     report, out = ppo_report
     rm = report["files"][1]["checks"]
-    assert rm["truncated"]["examples"] == [{"id": "kochatgpt-rm-2", "text": "이날 목송에서 구글상위노"}]
+    assert rm["truncated"]["examples"] == [{"id": "kochatgpt-rm-2", "text": "[noun] 이날 목송에서 구글상위노"}]
     # The RM prompts are a subset of the PPO prompts: nothing was held out between stages.
     assert report["overlap"] == [{"a": "#1", "b": "#2", "shared_prompts": 3}]
     written = json.loads((out / "report.json").read_text(encoding="utf-8"))
@@ -57,6 +64,24 @@ def test_each_check_on_crafted_records(tmp_path):
                       "truncated": 1, "repetitive": 1}
     assert report["files"][0]["checks"]["pii"]["by_type"] == {"mobile": 1, "email": 1}
     assert report["files"][1]["checks"]["tied_responses"]["count"] == 1
+
+
+def test_role_confusion_and_skipped_records_are_shown(tmp_path):
+    from pathlib import Path
+
+    dialogue = {"messages": [{"role": "user", "content": "괜찮습니다. 무엇을 도와드릴까요?"},
+                             {"role": "assistant", "content": "기분 괜찮으셨나요?"}]}
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(dialogue, ensure_ascii=False) + "\n", encoding="utf-8")
+    mrc = Path(__file__).parent / "fixtures" / "corpora" / "aihub_mrc.json"
+    report = inspect.main(inspect.Config(files=[str(path), str(mrc)], near_dedup=False))
+    confused = report["files"][0]["checks"]["role_confusion"]
+    assert confused == {"count": 1, "examples": [{"id": "d-1", "text": "괜찮습니다. 무엇을 도와드릴까요?"}]}
+    skipped = report["files"][1]["checks"]["skipped"]
+    assert skipped["count"] == 1 and skipped["examples"][0]["id"] == "q3"
+    assert skipped["examples"][0]["text"].startswith("record 3: unanswerable: the question has no answer")
+    assert report["files"][1]["notes"][-1].endswith("skipped 1 record(s), unanswerable (kept in rejected.jsonl by data clean)")
+    assert report["files"][1]["checks"]["truncated"]["count"] == 0  # "해운대구", "150원" are whole answers
 
 
 def test_token_lengths_with_a_tokenizer(tmp_path, tiny_tokenizer):

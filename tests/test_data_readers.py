@@ -1,10 +1,12 @@
 """Readers: every Korean source into canonical records, checked on real files and format fixtures."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from korlhf.data.readers import read_records, read_source
+from korlhf.errors import KorlhfError
 
 
 def write(path, text, encoding="utf-8"):
@@ -199,3 +201,38 @@ def test_own_records_round_trip(tmp_path):
 def test_forced_format(shared_data, fmt):
     src = read_source(shared_data / "kochatgpt" / "kochatgpt_1_SFT.sample.jsonl", fmt)
     assert src.records[0]["prompt"] == "불고기용 고기 한우에요?"
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "corpora"
+
+
+def test_mrc_unanswerable_and_object_answers_are_skipped_or_read_not_fatal():
+    src = read_source(FIXTURES / "aihub_mrc.json")
+    assert [(r["id"], r["response"]) for r in src.records] == [("q1", "해운대구"), ("q2", "150원"), ("q4", "부산광역시")]
+    assert [(r["id"], r["reasons"]) for r in src.rejected] == [("q3", ["unanswerable"])]
+    assert src.rejected[0]["record"]["is_impossible"] is True
+    assert any("skipped 1 record(s), unanswerable" in n for n in src.notes)
+
+
+def test_a_layout_that_fits_no_record_is_still_an_error(tmp_path):
+    path = tmp_path / "custom.json"
+    path.write_text(json.dumps({"items": [{"q": "서울의 인구는?", "answer": "약 940만 명입니다."}]}, ensure_ascii=False))
+    with pytest.raises(KorlhfError, match=r"record 1: malformed: 'a' not found for response .*no record"):
+        read_source(path, "aihub", {"records": "items[]", "prompt": "q", "response": "a"})
+
+
+def test_dialogue_roles_by_speaker_and_multi_party():
+    sns = read_source(FIXTURES / "aihub_sns.json")
+    two, three = sns.records
+    assert [m["role"] for m in two["messages"]] == ["user", "assistant", "user"]
+    # Three speakers: P02 (the second speaker) is the assistant, P01 and P03 together the user.
+    assert three["messages"] == [{"role": "user", "content": "이사 날짜 정했어?"},
+                                 {"role": "assistant", "content": "다음 주 토요일 #@주소#로 가"},
+                                 {"role": "user", "content": "나도 도와줄게 #@이모티콘#"},
+                                 {"role": "assistant", "content": "고마워 짜장면 살게"}]
+    chosen = read_source(FIXTURES / "nikl_messenger.json", column_map={"assistant": "P1"}).records[0]["messages"]
+    assert [m["role"] for m in chosen] == ["assistant", "user", "assistant", "user"]
+    assert chosen[1]["content"] == "세 시요 &company-name1& 사람들도 온대요 아 그럼 저도 들어갈게요"
+    strict = read_source(FIXTURES / "aihub_sns.json", column_map={"multi_party": "reject"})
+    assert [r["id"] for r in strict.records] == ["aihub-dialogue-1"]
+    assert strict.rejected[0]["reasons"] == ["multi_party"] and strict.rejected[0]["detail"].endswith("record 2: multi_party: 3 speakers (multi_party=reject)")

@@ -43,12 +43,16 @@ def test_rules_judge_writes_smoke_test_records_with_ties_left_out(tmp_path):
                {"id": "b", "prompt": "질문", "response": "답변입니다."}]
     metrics = main(Config(inputs=[write(tmp_path / "in.jsonl", records)], output_dir=str(tmp_path / "run"),
                           judge="rules"))
-    (record,) = load_records(tmp_path / "run" / "preferences.jsonl", "preference")
+    record, *parts = load_records(tmp_path / "run" / "preferences.jsonl", "preference")
     assert record["smoke_test"] is True and record["judge"] == "rules (smoke test)"
     assert record["responses"][0] == KOREAN and len(record["responses"]) == 3
     assert record["responses"] == [KOREAN, "Boil it.", "Boil"]  # KOREAN + " " was the same answer
     assert record["tied"] == [{"response": "Cook it.", "score": record["scores"][1], "tied_with": 0}]
     assert record["scores"] == sorted(record["scores"], reverse=True)
+    # "Cook it." ties "Boil it.": its comparisons are kept in parts, not dropped.
+    assert [(p["id"], p["part_of"], p["responses"]) for p in parts] == [
+        ("a#2", "a", [KOREAN, "Cook it."]), ("a#3", "a", ["Cook it.", "Boil"])]
+    assert metrics["pairs_established"] == metrics["pairs_kept"] == 5
     (single,) = [r for _, r in read_jsonl(tmp_path / "run" / "unranked.jsonl")]
     assert single["reason"] == "fewer than 2 candidates"
     assert metrics["agreement_with_input_ranking"]["pairs_compared"] == 6  # record a's input order vs the judge
@@ -199,3 +203,39 @@ def test_a_checker_verdict_keeps_every_wrong_answer_below_the_right_one(tmp_path
     assert out["responses"] == [right, *wrong] and out["scores"] == [1.0, 0.0, 0.0, 0.0, 0.0]
     assert out["tied_after_first"] is True and "tied" not in out
     assert ranking_pairs(out) == [(right, w) for w in wrong]
+
+
+def _ranked(scores):
+    from korlhf.label.ties import ranked_records
+
+    candidates = [{"response": f"답{i}"} for i in range(len(scores))]
+    return ranked_records({"id": "q", "prompt": "질문"}, candidates, scores)
+
+
+def test_one_right_over_three_equally_wrong_stays_one_four_answer_record():
+    from korlhf.records import ranking_pairs
+
+    # A pairwise judge: the right answer wins its 3 comparisons, the wrong ones tie with each other.
+    (record,) = _ranked([3.0, 1.0, 1.0, 1.0])
+    assert record["responses"] == ["답0", "답1", "답2", "답3"] and record["tied_after_first"] is True
+    assert ranking_pairs(record) == [("답0", "답1"), ("답0", "답2"), ("답0", "답3")]
+
+
+@pytest.mark.parametrize("scores", [[3.0, 2.0, 2.0, 0.0], [1.0, 1.0, 0.0], [2.0, 2.0, 1.0, 1.0, 0.0],
+                                    [5.0, 4.0, 3.0, 2.0], [0.5, 3.0, 3.0, 0.5, 1.0]])
+def test_every_established_pair_is_kept_exactly_once(scores):
+    from korlhf.label.ties import established_pairs
+    from korlhf.records import ranking_pairs
+
+    records = _ranked(scores)
+    kept = [pair for r in records for pair in ranking_pairs(r)]
+    better = {(f"답{i}", f"답{j}") for i in range(len(scores)) for j in range(len(scores)) if scores[i] > scores[j]}
+    assert sorted(kept) == sorted(better) and len(kept) == established_pairs(scores)
+
+
+def test_three_two_two_zero_by_hand():
+    main_record, *parts = _ranked([3.0, 2.0, 2.0, 0.0])
+    assert main_record["responses"] == ["답0", "답1", "답3"] and "tied_after_first" not in main_record
+    assert main_record["tied"] == [{"response": "답2", "score": 2.0, "tied_with": 1}]
+    assert [p["responses"] for p in parts] == [["답0", "답2"], ["답2", "답3"]]
+    assert _ranked([1.0, 1.0]) == []  # no difference: unranked

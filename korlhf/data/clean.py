@@ -20,6 +20,7 @@ from korlhf.data import normalize as nz
 from korlhf.data.dedup import exact_duplicates, near_duplicates
 from korlhf.data.readers import FORMATS, read_sources
 from korlhf.data.tables import Tables, print_notes, progress, snippet
+from korlhf.data.turns import cut_dialogue
 from korlhf.records import write_jsonl
 from korlhf.text import hangul_ratio, is_refusal, looks_truncated, rep_n
 
@@ -30,11 +31,18 @@ REASONS = {
     "too_long": "prompt or an answer longer than max_prompt_chars / max_answer_chars",
     "low_hangul": "Hangul under min_hangul of the letters: mostly another language",
     "repetitive": "an answer (or the prompt) repeats word 3-grams: rep-3 above max_repetition",
-    "refusal": "an answer is refusal or 'I am an AI' boilerplate (drop_refusals)",
-    "truncated": "the (last or best) answer ends mid-sentence (drop_truncated)",
+    "refusal": "an answer declines ('답할 수 없습니다'; drop_refusals); in a dialogue only the turns from it on",
+    "role_confusion": "a user turn speaks the assistant's lines ('무엇을 도와드릴까요?'; drop_role_confusion); "
+                      "in a dialogue only that exchange, or the turns from it on",
+    "truncated": "the question, the (best) answer or the last dialogue turn ends mid-sentence (drop_truncated; "
+                 "Kiwi-judged, casual and short answers are finished: docs/data_quality.md)",
     "placeholder": "de-identification placeholders like #이름# (drop_placeholders)",
     "leaked_field": "the record's own JSON keys leaked into its text (drop_leaked_fields)",
     "contaminated": "has an eval prompt, or shares a decontam_ngram-character span with an eval text",
+    "unanswerable": "read: a question without an answer (AI Hub MRC is_impossible, answers: [])",
+    "malformed": "read: a record whose answer is not where its layout says, or not text",
+    "multi_party": "read: a chat of three or more speakers (multi_party=reject)",
+    "no_assistant": "read: the speaker named by --map assistant does not speak in this conversation",
     "duplicate": "same text as an earlier kept record (whitespace-normalised)",
     "near_duplicate": "MinHash-LSH near duplicate (character 5-grams, near_threshold) of an earlier kept record",
 }
@@ -56,7 +64,10 @@ class Config:
         "help": "minimum Hangul share of the letters; 0.3 keeps Korean questions about English names"})
     max_repetition: float = field(default=0.5, metadata={"help": "maximum rep-3 (share of repeated word 3-grams)"})
     drop_refusals: bool = field(default=True, metadata={"help": "reject refusal / 'I am an AI' boilerplate answers"})
-    drop_truncated: bool = field(default=True, metadata={"help": "reject answers that end mid-sentence"})
+    drop_truncated: bool = field(default=True, metadata={
+        "help": "reject questions, answers and dialogue turns that end mid-sentence (Kiwi; see docs/data_quality.md)"})
+    drop_role_confusion: bool = field(default=True, metadata={
+        "help": "cut dialogue exchanges where the user speaks the assistant's lines (무엇을 도와드릴까요?)"})
     drop_placeholders: bool = field(default=False, metadata={"help": "reject texts with #이름#-style placeholders"})
     drop_leaked_fields: bool = field(default=True, metadata={"help": "reject texts holding leaked JSON keys"})
     mask_pii: bool = field(default=True, metadata={
@@ -85,34 +96,50 @@ def main(cfg: Config) -> dict[str, Path]:
     print_notes(tables.console, [n for s in sources for n in s.notes])
     evals = Decontaminator(cfg.eval_files, cfg.decontam_ngram) if cfg.eval_files else None
     items = [(s, i) for s in sources for i in range(len(s.records))]
-    cleaned, reasons, fixes, pii = [], [], [], []
+    cleaned, reasons, fixes, pii, cuts = [], [], [], [], []
     with progress(len(items), "cleaning") as advance:
         for source, i in items:
-            record, why, fixed, masked = clean_record(source.records[i], cfg, evals)
+            record, why, fixed, masked, cut = clean_record(source.records[i], cfg, evals)
             cleaned.append(record)
             reasons.append(why)
             fixes.append(fixed)
             pii.append(masked)
+            cuts.append(cut)
             advance()
     dup_of = _deduplicate(cleaned, reasons, cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"kept": out / "kept.jsonl", "rejected": out / "rejected.jsonl"}
     n_kept = write_jsonl(paths["kept"], (r for r, why in zip(cleaned, reasons, strict=True) if not why))
-    n_rejected = write_jsonl(paths["rejected"], (_rejected(items[k], reasons[k], dup_of.get(k), cleaned)
-                                                 for k in range(len(items)) if reasons[k]))
-    if n_kept + n_rejected != len(items):  # the invariant: nothing is silently dropped
-        raise RuntimeError(f"bug: {len(items)} records in, {n_kept} kept + {n_rejected} rejected out")
+    unread = [{**r, "file": str(s.path), "line": None} for s in sources for r in s.rejected]
+    n_rejected = write_jsonl(paths["rejected"], [*unread, *(_rejected(items[k], reasons[k], dup_of.get(k), cleaned)
+                                                            for k in range(len(items)) if reasons[k])])
+    # Turns cut from kept dialogues are rejected parts, marked "part": they do not count as records.
+    n_parts = write_jsonl(out / "rejected_turns.jsonl", (_cut_entry(items[k], c) for k in range(len(items))
+                                                        if not reasons[k] for c in cuts[k]))
+    paths["rejected_turns"] = out / "rejected_turns.jsonl"
+    if n_kept + n_rejected != len(items) + len(unread):  # the invariant: nothing is silently dropped
+        raise RuntimeError(f"bug: {len(items) + len(unread)} records in, {n_kept} kept + {n_rejected} rejected out")
     save_config(cfg, out / "config.yaml")
     report = _report(tables, sources, items, reasons, fixes, pii, cleaned, cfg)
+    report["dialogue_parts_cut"] = dict(Counter(c[0] for k in range(len(items)) if not reasons[k]
+                                                          for c in cuts[k]))
     paths["report"], paths["report_json"] = tables.write(out, "Data cleaning", report)
     tables.console.print(f"kept {n_kept:,} of {len(items):,} records -> {paths['kept']}; "
                          f"rejected {n_rejected:,} -> {paths['rejected']}; report {paths['report']}")
+    if n_parts:
+        tables.console.print(f"cut {n_parts:,} bad parts (refusal / role confusion) off kept dialogues -> "
+                             f"{paths['rejected_turns']}")
     return paths
 
 
-def clean_record(record: dict, cfg: Config, evals: Decontaminator | None = None) -> tuple[dict, list, Counter, Counter]:
-    """(repaired record, reason codes, fixes applied, PII masked) for one record; no dedup here."""
+def clean_record(record: dict, cfg: Config, evals: Decontaminator | None = None
+                 ) -> tuple[dict, list, Counter, Counter, list]:
+    """(repaired record, reason codes, fixes applied, PII masked, turns cut) for one record; no dedup.
+
+    Turns cut: ``(reason, messages)`` for each part of a dialogue removed (a refusing turn on, a
+    role-confused exchange); the record keeps its other turns.
+    """
     fixes: Counter = Counter()
 
     def repair(text: str) -> str:
@@ -131,12 +158,29 @@ def clean_record(record: dict, cfg: Config, evals: Decontaminator | None = None)
             return text
 
         new = nz.map_texts(new, mask)
-    why = _filter(new, cfg)
+    new, cuts, why = _cut_turns(new, cfg)
+    why += _filter(new, cfg)
     if placeholders and cfg.drop_placeholders:
         why.append("placeholder")
     if evals is not None and evals.contaminated(new):
         why.append("contaminated")
-    return new, why, fixes, masked
+    return new, why, fixes, masked, cuts
+
+
+def _cut_turns(record: dict, cfg: Config) -> tuple[dict, list, list]:
+    """Cut refusing / role-confused parts off a dialogue until none is left; (record, cuts, reasons)."""
+    cuts: list = []
+    if "messages" not in record or not (cfg.drop_refusals or cfg.drop_role_confusion):
+        return record, cuts, []
+    for _ in range(len(record["messages"])):
+        new, removed, reason = cut_dialogue(record, cfg.drop_refusals, cfg.drop_role_confusion)
+        if reason is None:
+            break
+        if not removed:  # nothing usable left: the record is rejected for it
+            return record, [], [reason]
+        cuts.append((reason, removed))
+        record = new
+    return record, cuts, []
 
 
 def _filter(record: dict, cfg: Config) -> list[str]:
@@ -157,13 +201,22 @@ def _filter(record: dict, cfg: Config) -> list[str]:
         why.append("low_hangul")
     if any(rep_n(t.split(), 3) > cfg.max_repetition for t in (answers or [prompt])):
         why.append("repetitive")
-    if cfg.drop_refusals and any(is_refusal(a) for a in answers):
+    if cfg.drop_refusals and "messages" not in record and any(is_refusal(a) for a in answers):
         why.append("refusal")
-    if cfg.drop_truncated and answers and answers[-1].strip() and looks_truncated(answers[-1]):
+    if cfg.drop_truncated and _truncated(record, prompt, answers):
         why.append("truncated")
     if cfg.drop_leaked_fields and any(nz.LEAKED_FIELD.search(t) for _, t in nz.texts_of(record)):
         why.append("leaked_field")
     return why
+
+
+def _truncated(record: dict, prompt: str, answers: list[str]) -> bool:
+    """Questions, answers and dialogue turns are judged each by their own rule (`korlhf.endings`)."""
+    if "messages" in record:
+        return bool(answers and answers[-1].strip()) and looks_truncated(answers[-1], "turn")
+    if answers and answers[-1].strip():
+        return looks_truncated(answers[-1], "answer")
+    return nz.record_kind(record) == "prompt" and bool(prompt.strip()) and looks_truncated(prompt, "question")
 
 
 class Decontaminator:
@@ -214,6 +267,14 @@ def _deduplicate(cleaned: list[dict], reasons: list[list], cfg: Config) -> dict[
     return dup_of
 
 
+def _cut_entry(item, cut: tuple[str, list]) -> dict:
+    source, i = item
+    record = source.records[i]
+    return {"id": record["id"], "source": record["source"], "file": str(source.path),
+            "line": source.lines[i] if i < len(source.lines) else None, "reasons": [cut[0]], "part": "turns",
+            "messages": cut[1]}
+
+
 def _rejected(item, why: list[str], dup, cleaned: list[dict]) -> dict:
     source, i = item
     record = source.records[i]
@@ -229,10 +290,11 @@ def _report(tables: Tables, sources, items, reasons, fixes, pii, cleaned, cfg: C
     per_file = []
     for s in sources:
         idx = [k for k, (src, _) in enumerate(items) if src is s]
-        per_file.append({"path": str(s.path), "source": s.name, "format": s.format, "read": len(idx),
+        per_file.append({"path": str(s.path), "source": s.name, "format": s.format, "read": len(idx) + len(s.rejected),
                          "kept": sum(1 for k in idx if not reasons[k]),
-                         "rejected": sum(1 for k in idx if reasons[k]),
-                         "reasons": dict(Counter(r for k in idx for r in reasons[k])),
+                         "rejected": sum(1 for k in idx if reasons[k]) + len(s.rejected),
+                         "reasons": dict(Counter([*(r for k in idx for r in reasons[k]),
+                                                  *(r for x in s.rejected for r in x["reasons"])])),
                          "fixes": dict(Counter(f for k in idx for f in fixes[k])),
                          "pii_masked": dict(sum((pii[k] for k in idx), Counter()))})
     names = [f"#{i + 1}" for i in range(len(sources))]
@@ -257,5 +319,5 @@ def _report(tables: Tables, sources, items, reasons, fixes, pii, cleaned, cfg: C
                 "\n\nThresholds: " + ", ".join(f"`{k}={v}`" for k, v in dataclasses.asdict(cfg).items()
                                                if k not in ("files", "out")))
     return {"config": dataclasses.asdict(cfg), "files": per_file,
-            "totals": {"read": len(items), "kept": sum(f["kept"] for f in per_file),
+            "totals": {"read": sum(f["read"] for f in per_file), "kept": sum(f["kept"] for f in per_file),
                        "rejected": sum(f["rejected"] for f in per_file)}}

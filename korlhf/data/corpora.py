@@ -50,6 +50,8 @@ def walk(obj, path: str, chain: list | None = None) -> Iterator[list]:
             yield from walk(item, rest, chain)
     elif isinstance(value, list) and int(index) < len(value):
         yield from walk(value[int(index)], rest, chain)
+    elif isinstance(value, dict) and index == "0":  # one object where a list was expected ("answers": {...})
+        yield from walk(value, rest, chain)
 
 
 def lookup(chain: list, spec: str):
@@ -63,29 +65,61 @@ def lookup(chain: list, spec: str):
     return found[0] if found else None
 
 
-def turns_to_messages(turns: list[tuple[str, str]], joiner: str = " ", speakers_are_roles: bool = False) -> list[dict]:
-    """(speaker, text) utterances -> chat messages: one speaker's consecutive utterances merged,
-    roles alternating user / assistant starting from the first speaker (or, with
-    ``speakers_are_roles``, the speaker is the role); empty utterances skipped."""
+def turns_to_messages(turns: list[tuple[str, str]], joiner: str = " ", speakers_are_roles: bool = False,
+                      assistant: str | None = None) -> list[dict]:
+    """(speaker, text) utterances -> chat messages, roles by speaker: ``assistant`` (a speaker id;
+    default: the second speaker, who answers the first) is the assistant, every other speaker the
+    user (with ``speakers_are_roles`` the speaker is the role). Consecutive utterances of one role
+    are merged, so in a multi-party chat the other speakers' lines form one user turn; empty
+    utterances are skipped."""
+    turns = [(speaker, (text or "").strip()) for speaker, text in turns]
+    turns = [(speaker, text) for speaker, text in turns if text]
+    if not speakers_are_roles:
+        speakers = list(dict.fromkeys(speaker for speaker, _ in turns))
+        chosen = assistant if assistant is not None else (speakers[1] if len(speakers) > 1 else None)
+        turns = [("assistant" if speaker == chosen else "user", text) for speaker, text in turns]
     merged: list[tuple[str, list[str]]] = []
-    for speaker, text in turns:
-        text = (text or "").strip()
-        if not text:
-            continue
-        if merged and merged[-1][0] == speaker:
+    for role, text in turns:
+        if merged and merged[-1][0] == role:
             merged[-1][1].append(text)
         else:
-            merged.append((speaker, [text]))
-    return [{"role": speaker if speakers_are_roles else ("assistant" if i % 2 else "user"),
-             "content": joiner.join(parts)} for i, (speaker, parts) in enumerate(merged)]
+            merged.append((role, [text]))
+    return [{"role": role, "content": joiner.join(parts)} for role, parts in merged]
 
 
-def read_nikl(root, path, name: str) -> list[dict]:
-    """모두의 말뭉치 dialogue / messenger JSON -> multi-turn sft records, one per document."""
+def speaker_count(turns: list[tuple[str, str]]) -> int:
+    return len({speaker for speaker, text in turns if (text or "").strip()})
+
+
+# Reader options, given like a layout key: --map assistant=SPEAKER --map multi_party=reject.
+OPTIONS = ("assistant", "multi_party")
+MULTI_PARTY = ("merge", "reject")
+
+
+def dialogue(turns: list[tuple[str, str]], options: dict) -> tuple[list[dict] | None, str | None]:
+    """(messages, None), or (None, reason) for a conversation ``options`` says to reject.
+
+    More than two speakers cannot be one user and one assistant: ``multi_party=merge`` (default)
+    makes the ``assistant`` speaker the assistant and everyone else the user; ``reject`` skips it.
+    """
+    policy = options.get("multi_party", "merge")
+    if policy not in MULTI_PARTY:
+        raise KorlhfError(f"--map multi_party={policy}: choose one of {', '.join(MULTI_PARTY)}")
+    n = speaker_count(turns)
+    if n > 2 and policy == "reject":
+        return None, f"multi_party: {n} speakers (multi_party=reject)"
+    assistant = options.get("assistant")
+    if assistant is not None and assistant not in {speaker for speaker, _ in turns}:
+        return None, f"no_assistant: speaker {assistant!r} (--map assistant) does not speak here"
+    return turns_to_messages(turns, assistant=assistant), None
+
+
+def read_nikl(root, path, name: str, options: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """모두의 말뭉치 dialogue / messenger JSON -> (multi-turn sft records, rejected), one per document."""
     documents = root.get("document") if isinstance(root, dict) else None
     if not isinstance(documents, list):
         raise KorlhfError(f"{path}: not a 모두의 말뭉치 (NIKL) JSON file: expected a top-level 'document' list")
-    records = []
+    records, rejected = [], []
     for i, doc in enumerate(documents, 1):
         where = f"{path}: document {i} ({doc.get('id', 'no id')})"
         _require(doc, ("utterance",), where)
@@ -93,38 +127,67 @@ def read_nikl(root, path, name: str) -> list[dict]:
         for j, utt in enumerate(doc["utterance"], 1):
             _require(utt, ("form", "speaker_id"), f"{where}, utterance {j}")
             turns.append((str(utt["speaker_id"]), utt["form"]))
-        records.append({"messages": turns_to_messages(turns), "source": name,
-                        "id": str(doc.get("id") or f"{name}-{i}")})
-    return records
+        rid = str(doc.get("id") or f"{name}-{i}")
+        messages, why = dialogue(turns, options or {})
+        if why:
+            rejected.append({"id": rid, "source": name, "reasons": [why.split(":")[0]], "detail": why, "record": doc})
+        else:
+            records.append({"messages": messages, "source": name, "id": rid})
+    return records, rejected
 
 
-def read_aihub(root, path, layout: dict, name: str) -> list[dict]:
-    """AI Hub JSON through a declared layout (see AIHUB_LAYOUTS) -> sft records."""
+def read_aihub(root, path, layout: dict, name: str, options: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """AI Hub JSON through a declared layout (see AIHUB_LAYOUTS) -> (sft records, rejected).
+
+    A record without an answer (MRC ``is_impossible``, ``answers: []``) or with a malformed one is
+    rejected with its reason and the rest are read; only a layout that fits no record is an error.
+    """
     if "records" not in layout or not ({"prompt", "response"} <= set(layout) or {"turns", "text"} <= set(layout)):
         raise KorlhfError(f"{path}: an AI Hub layout needs records= and either prompt= and response= or turns= "
                           f"and text= (got {', '.join(sorted(layout)) or 'nothing'}); built-in layouts: "
                           f"{', '.join(AIHUB_LAYOUTS)}")
-    records = []
+    records, rejected, errors = [], [], []
     for i, chain in enumerate(walk(root, layout["records"].lstrip(".")), 1):
-        rid = chain[-1].get("id") if isinstance(chain[-1], dict) else None
-        record = {"source": name, "id": str(rid or f"{name}-{i}")}
-        if "turns" in layout:
-            turns = [(str(lookup(t, layout.get("speaker", "speaker")) or ""), str(lookup(t, layout["text"]) or ""))
-                     for t in walk(chain[-1], layout["turns"])]
-            record["messages"] = turns_to_messages(turns)
-        else:
-            for key in ("prompt", "input", "response"):
-                if key in layout:
-                    value = lookup(chain, layout[key])
-                    if value is None and key != "input":
-                        raise KorlhfError(f"{path}: record {i}: '{layout[key]}' not found for {key} "
-                                          f"(keys present: {', '.join(sorted(chain[-1])) if isinstance(chain[-1], dict) else 'none'})")
-                    if value:
-                        record[key] = str(value)
-        records.append(record)
+        item = chain[-1]
+        rid = next((item.get(k) for k in ("id", "question_id") if isinstance(item, dict) and item.get(k)), None)
+        record, why = _aihub_record(chain, layout, options or {}, name, str(rid or f"{name}-{i}"))
+        if why is None:
+            records.append(record)
+            continue
+        detail = f"{path}: record {i}: {why}"
+        rejected.append({"id": record["id"], "source": name, "reasons": [why.split(":")[0]], "detail": detail,
+                         "record": item})
+        errors.append(detail)
+    if not records and errors:
+        raise KorlhfError(f"{errors[0]}; no record of the file could be read, so the layout does not fit it "
+                          f"({len(errors)} records)")
     if not records:
         raise KorlhfError(f"{path}: the layout's records path '{layout['records']}' matched nothing in this file")
-    return records
+    return records, rejected
+
+
+def _aihub_record(chain: list, layout: dict, options: dict, name: str, rid: str) -> tuple[dict, str | None]:
+    record, item = {"source": name, "id": rid}, chain[-1]
+    if "turns" in layout:
+        turns = [(str(lookup(t, layout.get("speaker", "speaker")) or ""), str(lookup(t, layout["text"]) or ""))
+                 for t in walk(item, layout["turns"])]
+        record["messages"], why = dialogue(turns, options)
+        return record, why
+    keys = ", ".join(sorted(item)) if isinstance(item, dict) else "none"
+    for key in ("prompt", "input", "response"):
+        if key not in layout:
+            continue
+        value = lookup(chain, layout[key])
+        if value is None and key == "response" and isinstance(item, dict) and (
+                item.get("is_impossible") or item.get("answers") in ([], {})):
+            return record, "unanswerable: the question has no answer (is_impossible / empty answers)"
+        if value is None and key != "input":
+            return record, f"malformed: '{layout[key]}' not found for {key} (keys present: {keys})"
+        if isinstance(value, (dict, list)):
+            return record, f"malformed: '{layout[key]}' holds a {type(value).__name__}, expected text"
+        if value:
+            record[key] = str(value)
+    return record, None
 
 
 def sniff_aihub(root) -> str | None:

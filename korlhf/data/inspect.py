@@ -17,7 +17,8 @@ from korlhf.data import normalize as nz
 from korlhf.data.dedup import exact_duplicates, near_duplicates
 from korlhf.data.readers import FORMATS, Source, read_sources
 from korlhf.data.tables import Tables, print_notes, progress, snippet
-from korlhf.text import hangul_ratio, is_refusal, looks_truncated, rep_n
+from korlhf.endings import ending
+from korlhf.text import hangul_ratio, is_refusal, looks_truncated, rep_n, sounds_like_assistant
 
 CHECKS = {
     "empty_prompt": "prompt is empty or blank",
@@ -26,8 +27,11 @@ CHECKS = {
     "duplicate_record": "whole record repeats an earlier one exactly; extra copies counted",
     "near_duplicate": "MinHash-LSH near duplicate of an earlier record (character 5-grams)",
     "mostly_english": "Hangul is under min_hangul of the letters",
-    "refusal": "an answer is refusal / 'I am an AI' boilerplate",
-    "truncated": "an answer ends mid-sentence",
+    "skipped": "a record the reader could not use (no answer, malformed, multi-party); data clean rejects it",
+    "refusal": "an answer declines ('답할 수 없습니다'); describing itself as an AI is not enough",
+    "role_confusion": "a user turn speaks the assistant's lines ('무엇을 도와드릴까요?', a leaked 'AI:')",
+    "truncated": "a question, an answer or a dialogue's last turn ends mid-sentence; [class] is how it ends "
+                 "(Kiwi; docs/data_quality.md)",
     "stray_quote": "a text starts with a quote that is never closed",
     "placeholder": "de-identification placeholder such as #이름# or &name1&",
     "pii": "주민등록번호, card, phone number or e-mail",
@@ -99,6 +103,8 @@ def inspect_source(source: Source, cfg: Config, tokenizer=None) -> dict:
             for check, detail in _record_checks(record, cfg, pii_types):
                 hits[check].append((i, detail))
             advance()
+    for k, entry in enumerate(source.rejected):  # indices after the records': see ``ids`` below
+        hits["skipped"].append((len(records) + k, entry.get("detail", entry["reasons"][0]).replace(f"{source.path}: ", "")))
     prompts = [nz.prompt_of(r) for r in records]
     texts = [nz.full_text(r) for r in records]
     for i, j in exact_duplicates(prompts).items():
@@ -112,7 +118,8 @@ def inspect_source(source: Source, cfg: Config, tokenizer=None) -> dict:
             near = near_duplicates(candidates, cfg.near_threshold, advance=advance)
         for i, (j, score) in near.items():
             hits["near_duplicate"].append((i, f"~{score:.2f} {records[j]['id']}: {texts[i]}"))
-    checks = {c: {"count": len(found), "examples": [{"id": records[i]["id"], "text": snippet(d)}
+    ids = [r["id"] for r in records] + [e["id"] for e in source.rejected]
+    checks = {c: {"count": len(found), "examples": [{"id": ids[i], "text": snippet(d)}
                                                     for i, d in sorted(found)[:cfg.examples]]}
               for c, found in hits.items()}
     checks["pii"]["by_type"] = pii_types
@@ -132,12 +139,18 @@ def _record_checks(record: dict, cfg: Config, pii_types: dict):
     text = nz.full_text(record)
     if any(ch.isalpha() for ch in text) and hangul_ratio(text) < cfg.min_hangul:
         yield "mostly_english", f"{hangul_ratio(text):.2f} {text}"
-    checks = (("refusal", is_refusal), ("truncated", lambda a: bool(a.strip()) and looks_truncated(a)),
-              ("repetitive", lambda a: rep_n(a.split(), 3) > cfg.max_repetition))
+    checks = (("refusal", is_refusal), ("repetitive", lambda a: rep_n(a.split(), 3) > cfg.max_repetition))
     for name, test in checks:
         hit = next((a for a in answers if test(a)), None)
         if hit is not None:
-            yield name, hit[-80:] if name == "truncated" else hit
+            yield name, hit
+    cut = _truncated_text(record, prompt, answers)
+    if cut is not None:
+        yield "truncated", f"[{ending(cut)}] {cut[-80:]}"
+    confused = next((m["content"] for m in record.get("messages", [])
+                     if m["role"] == "user" and sounds_like_assistant(m["content"])), None)
+    if confused is not None:
+        yield "role_confusion", confused
     for name, test in (("stray_quote", nz.has_stray_quote), ("nfd", nz.is_nfd),
                        ("leaked_field", lambda t: nz.LEAKED_FIELD.search(t) is not None)):
         hit = next((f"{k}: {t}" for k, t in fields if test(t)), None)
@@ -154,6 +167,17 @@ def _record_checks(record: dict, cfg: Config, pii_types: dict):
     responses = record.get("responses", [])
     if len(set(responses)) < len(responses):
         yield "tied_responses", prompt
+
+
+def _truncated_text(record: dict, prompt: str, answers: list[str]) -> str | None:
+    """The text `korlhf data clean` would call truncated: a dialogue's last assistant turn, any
+    ranked or single answer, or a prompt record's question."""
+    if "messages" in record:
+        turns = [m["content"] for m in record["messages"] if m["role"] == "assistant" and m["content"].strip()]
+        return turns[-1] if turns and looks_truncated(turns[-1], "turn") else None
+    if answers:
+        return next((a for a in answers if a.strip() and looks_truncated(a, "answer")), None)
+    return prompt if prompt.strip() and looks_truncated(prompt, "question") else None
 
 
 def _all_answers(record: dict) -> list[str]:

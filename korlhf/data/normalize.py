@@ -43,8 +43,9 @@ PII = {
 }
 # Every PII pattern above needs an '@' or at least 8 digits (\D* cannot backtrack into \d).
 _PII_HINT = re.compile(r"@|(?:\d\D*){8}")
-# AI Hub / KoChatGPT (#이름#, #주소#) and NIKL messenger (&name1&) de-identification marks.
-PLACEHOLDER = re.compile(r"#[가-힣A-Za-z]{1,10}#|&[a-z]{2,10}\d*&")
+# AI Hub / KoChatGPT (#이름#, #@이름#, #@시스템#사진#) and NIKL (&name1&, &company-name1&)
+# de-identification marks; `korlhf.data.markup` rewrites the last three to the first.
+PLACEHOLDER = re.compile(r"#@?[가-힣A-Za-z]{1,10}#(?:[가-힣A-Za-z]{1,10}#)?|&[a-z]{2,10}(?:-[a-z]{2,10})*\d*&")
 # A record's own JSON leaking into its text: `..., 'completion': "...", 'token': 110}`.
 LEAKED_FIELD = re.compile(r"['\"](?:prompt|completion(?:_\d)?|tokens?|response|instruction|output)['\"]\s*:")
 _PUNCT_OR_SPACE = re.compile(r"[\s\W_]+")
@@ -79,6 +80,12 @@ def normalize_text(text: str) -> tuple[str, list[str]]:
     new = tidy_whitespace(text)
     if new != text:
         fixes.append("whitespace")
+        text = new
+    from korlhf.data.markup import normalize_markup
+
+    new = normalize_markup(text)
+    if new != text:
+        fixes.append("corpus_markup")
         text = new
     fixes = list(dict.fromkeys(fixes))  # a fix named twice (before and after ftfy) is one fix
     if has_stray_quote(text):

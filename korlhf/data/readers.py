@@ -17,9 +17,14 @@ and ``id``. Formats (``format=`` forces one, otherwise sniffed from the file's s
   ``parquet`` / ``text`` (one prompt per line) with a column map: ``{"prompt": "질문"}`` means the
   canonical key ``prompt`` is read from column ``질문``; ``responses`` takes ``a+b+c`` (best first).
 
-Readers are faithful: they convert, they do not clean (that is `korlhf data clean`), so a reader
-never drops a record. A structural problem (missing key, bad ranking) is an error naming the file,
-the record and the keys that are there.
+Readers are faithful: they convert, they do not clean (that is `korlhf data clean`). A structural
+problem (missing key, bad ranking) is an error naming the file, the record and the keys that are
+there; except in the NIKL / AI Hub corpora, whose files mix good records with ones that have no
+answer (MRC ``is_impossible``, ``answers: []``) or a malformed one: those are put in
+``Source.rejected`` with their reason (`korlhf data clean` writes them to rejected.jsonl) and the
+rest are read. Their dialogue roles go by speaker: ``--map assistant=SPEAKER`` names the assistant
+(default: the second speaker), ``--map multi_party=merge|reject`` says what a chat of three or more
+speakers becomes (merge: the assistant against everyone else as the user).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class Source:
     records: list[dict]
     lines: list[int | None] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)  # {id, source, reasons, detail, record}
 
     @property
     def kinds(self) -> list[str]:
@@ -64,6 +70,7 @@ def read_source(path: str | Path, format: str | None = None, column_map: dict | 
     column_map = dict(column_map or {})
     if format == "kobest" or (format is None and path.suffix.lower() == ".tsv" and not column_map and _is_kobest(path)):
         return _kobest(path)
+    options = {k: str(column_map.pop(k)) for k in corpora.OPTIONS if k in column_map}
     if format and format.startswith("aihub-"):
         column_map = {}  # a built-in layout; --map declares only custom ones (--format aihub)
     raw = io.read_raw(path, format if format in io.CONTAINERS else None)
@@ -74,7 +81,7 @@ def read_source(path: str | Path, format: str | None = None, column_map: dict | 
     if format is None and not column_map and path.suffix.lower() == ".jsonl" and _is_kobest_hub(raw.rows):
         return _kobest(path)  # skt/kobest_v1's JSON Lines (korlhf data get kobest)
     if format in (None, "nikl", "aihub") or (format or "").startswith("aihub-"):
-        source = _corpus(raw, format, column_map)
+        source = _corpus(raw, format, column_map, options)
         if source is not None:
             return source
     rows = [_mapped(r, column_map, raw, i) for i, r in enumerate(raw.rows)]
@@ -247,11 +254,12 @@ _CONVERTERS = {"kochatgpt-sft": _kochatgpt_sft, "kochatgpt-rm": _kochatgpt_rm, "
                "koalpaca": _koalpaca, "records": _records}
 
 
-def _corpus(raw: io.Raw, format: str | None, column_map: dict) -> Source | None:
+def _corpus(raw: io.Raw, format: str | None, column_map: dict, options: dict) -> Source | None:
     """NIKL and AI Hub files (JSON roots with nested records); None if ``raw`` is neither."""
     root = raw.root if raw.root is not None else raw.rows
     if format == "nikl" or (format is None and isinstance(root, dict) and "document" in root):
-        return Source(raw.path, "nikl", "nikl", corpora.read_nikl(root, raw.path, "nikl"), notes=raw.notes)
+        records, rejected = corpora.read_nikl(root, raw.path, "nikl", options)
+        return Source(raw.path, "nikl", "nikl", records, [None] * len(records), _noted(raw, rejected), rejected)
     if format == "aihub":
         layout, name = column_map, "aihub"
     else:
@@ -259,8 +267,17 @@ def _corpus(raw: io.Raw, format: str | None, column_map: dict) -> Source | None:
         if layout_name is None:
             return None
         layout, name = corpora.AIHUB_LAYOUTS[layout_name], f"aihub-{layout_name}"
-    records = corpora.read_aihub(root, raw.path, layout, name)
-    return Source(raw.path, name, name, records, [None] * len(records), raw.notes)
+    records, rejected = corpora.read_aihub(root, raw.path, layout, name, options)
+    return Source(raw.path, name, name, records, [None] * len(records), _noted(raw, rejected), rejected)
+
+
+def _noted(raw: io.Raw, rejected: list[dict]) -> list[str]:
+    """The file's notes, plus one line per reason records were skipped."""
+    from collections import Counter
+
+    reasons = Counter(r["reasons"][0] for r in rejected)
+    return [*raw.notes, *(f"{raw.path}: skipped {n} record(s), {reason} (kept in rejected.jsonl by data clean)"
+                          for reason, n in sorted(reasons.items()))]
 
 
 def _text(raw: io.Raw) -> Source:

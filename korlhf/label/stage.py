@@ -17,12 +17,14 @@ verdict: nothing is guessed, a rerun with ``--overwrite`` asks again); ``judge_c
 answers: a killed or repeated run never pays twice); ``agreement.md/json`` when the inputs carry a
 known ranking; ``metrics.json`` last.
 
-Ties: the training losses need a strict order, so a candidate whose score equals a better-placed
-one is left out of ``responses`` and listed under ``tied`` (``tied_with``: the index in
-``candidates`` of the answer it ties); with fewer than two distinct scores the record goes to
-``unranked.jsonl``. A verdict (two score levels, as a checker gives: right / wrong) keeps every
-lower answer: ``responses`` is the best, then all the wrong ones, marked ``tied_after_first``
-(what the reward model and DPO read as "the first beats each other one").
+Ties keep every comparison the judge established (`korlhf.label.ties`): one best answer over a
+tied rest (a checker's right / wrong) is one ``tied_after_first`` record ("1 right vs 3 equally
+wrong" stays a 4-answer record); otherwise the main record ranks the first answer of each score
+group, lists the others under ``tied`` (``tied_with``: the index in ``candidates`` of the answer it
+ties) and ``part_of`` records (``tied_after_first``) give the pairs it misses. ``metrics.json``
+counts ``pairs_established`` (candidates with different scores) and ``pairs_kept`` (what the
+written records give to training); the run fails if they differ. With fewer than two distinct
+scores the record goes to ``unranked.jsonl``.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def main(cfg: Config) -> dict:
     results, counters = judge_items(cfg, items, out)
     kinds = write_outputs(cfg, items, results, out)
     metrics = {"judge": judge_name(cfg), "items": len(items), **{k: len(v) for k, v in kinds.items()},
-               "candidates": sum(len(i["candidates"]) for i in items), "time_s": round(time.perf_counter() - began, 2)}
+               "candidates": sum(len(i["candidates"]) for i in items), **pair_counts(cfg, results, kinds),
+               "time_s": round(time.perf_counter() - began, 2)}
     if counters is not None:
         metrics["api"] = counters
     if any(item["truth"] for item in items) and cfg.judge != "benchmark":
@@ -192,39 +195,45 @@ def judge_items(cfg: Config, items: list[dict], out: Path) -> tuple[list[dict], 
     return results, judge.counters.to_dict()
 
 
-def rank(item: dict, result: dict, judge: str, kind: str, smoke: bool = False) -> tuple[str, dict]:
-    """("preferences" | "unranked" | "failed", record) for one judged item (see the module doc on ties)."""
+def rank(item: dict, result: dict, judge: str, kind: str, smoke: bool = False) -> tuple[str, list[dict]]:
+    """("preferences" | "unranked" | "failed", records) for one judged item (see the module doc on ties)."""
     base = {"id": item["id"], "prompt": item["prompt"], "source": item["source"] or "label", "judge": judge}
     if smoke:
         base["smoke_test"] = True
     if item["reference"]:
         base["reference"] = item["reference"]
     if kind == "benchmark":
-        return "preferences", {**base, **item["truth"], "source": item["source"] or "benchmark"}
+        return "preferences", [{**base, **item["truth"], "source": item["source"] or "benchmark"}]
     if result["error"]:
-        return "failed", {**base, "candidates": item["candidates"], "error": result["error"],
-                          "judgments": result["judgments"]}
+        return "failed", [{**base, "candidates": item["candidates"], "error": result["error"],
+                           "judgments": result["judgments"]}]
     if len(item["candidates"]) < 2:
-        return "unranked", {**base, "candidates": item["candidates"], "reason": "fewer than 2 candidates"}
+        return "unranked", [{**base, "candidates": item["candidates"], "reason": "fewer than 2 candidates"}]
+    from korlhf.label.ties import ranked_records
+
     scores = result["scores"]
     candidates = [{**c, "score": s} for c, s in zip(item["candidates"], scores, strict=True)]
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])  # stable: ties keep candidate order
-    verdict = len(set(scores)) == 2  # right / wrong: the best beats every lower answer, all of them kept
-    kept, tied = [order[0]], []
-    for i in order[1:]:
-        if scores[i] < scores[kept[-1]] or (verdict and scores[i] < scores[kept[0]]):
-            kept.append(i)
-        else:
-            tied.append({"response": candidates[i]["response"], "score": scores[i], "tied_with": kept[-1]})
-    record = {**base, "responses": [candidates[i]["response"] for i in kept], "scores": [scores[i] for i in kept],
-              "candidates": candidates, "judgments": result["judgments"]}
-    if verdict and len(kept) > 2:
-        record["tied_after_first"] = True
-    if tied:
-        record["tied"] = tied
-    if len(kept) < 2:
-        return "unranked", {**record, "reason": f"the judge found no difference between the {len(scores)} candidates"}
-    return "preferences", record
+    records = ranked_records({**base, "candidates": candidates, "judgments": result["judgments"]}, candidates, scores)
+    if not records:
+        return "unranked", [{**base, "candidates": candidates, "judgments": result["judgments"],
+                             "reason": f"the judge found no difference between the {len(scores)} candidates"}]
+    # Parts repeat neither the candidates nor the verdicts: the main record holds them once.
+    return "preferences", [records[0], *({k: v for k, v in r.items() if k not in ("candidates", "judgments")}
+                                        for r in records[1:])]
+
+
+def pair_counts(cfg: Config, results: list[dict], kinds: dict) -> dict:
+    """Pairs the judge established vs pairs the written records give to training: equal by design."""
+    from korlhf.label.ties import established_pairs
+    from korlhf.records import ranking_pairs
+
+    if cfg.judge == "benchmark":
+        return {}
+    established = sum(established_pairs(r["scores"]) for r in results if not r["error"] and r.get("scores"))
+    kept = sum(len(ranking_pairs(r)) for r in kinds["preferences"])
+    if established != kept:
+        raise RuntimeError(f"bug: the judge established {established} pairs but the preferences keep {kept}")
+    return {"pairs_established": established, "pairs_kept": kept}
 
 
 def write_outputs(cfg: Config, items: list[dict], results: list[dict], out: Path) -> dict[str, list[dict]]:
@@ -233,8 +242,8 @@ def write_outputs(cfg: Config, items: list[dict], results: list[dict], out: Path
     kinds: dict[str, list[dict]] = {"preferences": [], "unranked": [], "failed": []}
     name = judge_name(cfg)
     for item, result in zip(items, results, strict=True):
-        kind, record = rank(item, result, name, cfg.judge, smoke_test(cfg))
-        kinds[kind].append(record)
+        kind, records = rank(item, result, name, cfg.judge, smoke_test(cfg))
+        kinds[kind].extend(records)
     for kind, records in kinds.items():
         write_jsonl(out / f"{kind}.jsonl", records)
     return kinds
@@ -255,6 +264,8 @@ def agreement_with_truth(items: list[dict], kinds: dict, out: Path, console) -> 
 def summary(metrics: dict, out: Path, console) -> None:
     line = (f"[bold]label[/bold] {metrics['judge']}: {metrics['items']} items, {metrics['candidates']} candidates -> "
             f"{metrics['preferences']} ranked, {metrics['unranked']} unranked, {metrics['failed']} failed")
+    if "pairs_kept" in metrics:
+        line += f"; {metrics['pairs_kept']} of {metrics['pairs_established']} established pairs kept"
     api = metrics.get("api")
     if api:
         line += (f"; {api['requests']} requests ({api['cache_hits']} cached answers reused), "
