@@ -286,5 +286,6 @@ def summary(run: Path, console) -> list[str]:
         for i in (differ + [i for i in range(len(rows["sft"])) if i not in differ])[:4]:
             console.print(f"\n[bold]Q[/bold] {rows['base'][i]['prompt']}")
             for name in names:
-                console.print(f"  {name:>4}: {rows[name][i]['response']}")
+                # U+FFFD: an invalid byte sequence the toy model emitted; a terminal shows nothing for it
+                console.print(f"  {name:>4}: {rows[name][i]['response'].replace(chr(0xFFFD), '')}")
     return findings
