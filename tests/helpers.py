@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from pathlib import Path
 
 import torch
 
@@ -41,3 +43,25 @@ def sample_recorded(model, tokenizer, prompts, temperature: float, seed: int = 0
     torch.manual_seed(seed)
     rollout = sample(recorder, tokenizer, prompts, generation_config(tokenizer, max_new_tokens, temperature), "cpu")
     return rollout, logprobs_from_logits(recorder.scores, rollout.response_ids) * rollout.response_mask
+
+
+def micro(runs: Path, **changes):
+    """The demo, shrunk to seconds: a 1-layer model, a few steps per stage (a `korlhf.demo.Config`)."""
+    from korlhf import demo
+
+    cfg = demo.Config(
+        runs_dir=str(runs), hidden=32, layers=1, vocab_size=400, pretrain_steps=5, n_sft=70, n_rm=24, eval_size=12,
+        threads=1,
+        sft=dict(max_steps=4, batch_size=8, learning_rate=1e-3, eval_fraction=0.0, save_steps=2, max_length=64,
+                 logging_steps=1),
+        rm=dict(max_steps=3, batch_size=4, learning_rate=1e-3, eval_fraction=0.25, save_steps=100, max_length=64,
+                logging_steps=1),
+        label=dict(judge="rules", reward_rules=["korlhf.demo_data:correct"], samples_per_model=2, preset="sample",
+                   max_new_tokens=8, batch_size=8),
+        ppo=dict(reward_model=None, reward_rules=["korlhf.demo_data:correct"], value_model="shared", max_steps=2,
+                 rollout_batch_size=8, batch_size=4, ppo_epochs=1, learning_rate=1e-4, max_new_tokens=8,
+                 sample_steps=0, eval_fraction=0.2, save_steps=1),
+        generate=dict(preset="greedy", max_new_tokens=8),
+        sweep=dict(max_new_tokens=8, strategies=[{"preset": "greedy"}, {"preset": "sample"}]),
+        eval_limit=6, batch_size=8)
+    return dataclasses.replace(cfg, **changes)

@@ -175,7 +175,7 @@ def dialogue(i: int) -> dict:
 def workdir(tmp_path_factory):
     """runs/demo: a micro demo run; runs/sft: its SFT model (what configs/sft.yaml would write);
     runs/data/build: stand-ins for `korlhf data build` on the real data (long dialogues, rankings)."""
-    from test_pipeline import micro
+    from helpers import micro
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
