@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,36 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --- headless Chromium for the web pages (serve's chat page, eval sheet's rating page) ---------------
+CHROMIUM = os.environ.get("KORLHF_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("KORLHF_CHROMEDRIVER", "/usr/bin/chromedriver")
+# Flags that work on a closed network: nothing phones home, no GPU, no sandbox (we may run as root).
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=900,900", "--lang=ko-KR"]
+
+
+def _has_korean_font() -> bool:
+    if not shutil.which("fc-list"):
+        return True  # cannot tell; the DOM checks do not depend on fonts anyway
+    return bool(subprocess.run(["fc-list", ":lang=ko"], capture_output=True, text=True).stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """Paths of chromium and chromedriver, installing Debian's packages (and a Korean font) if needed."""
+    missing = [pkg for pkg, path in (("chromium", CHROMIUM), ("chromium-driver", CHROMEDRIVER)) if not os.path.exists(path)]
+    if missing and (os.geteuid() != 0 or not shutil.which("apt-get")):
+        pytest.fail(f"the web page test needs {' and '.join(missing)}: run `sudo apt-get install chromium "
+                    "chromium-driver fonts-nanum` (Debian/Ubuntu), or point KORLHF_CHROMIUM and KORLHF_CHROMEDRIVER "
+                    "at a Chromium/Chrome binary and its matching chromedriver")
+    if missing or (not _has_korean_font() and os.geteuid() == 0 and shutil.which("apt-get")):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update", "-qq"],
+                        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, "fonts-nanum"]):
+            result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+            if result.returncode != 0 and missing:
+                pytest.fail(f"`{' '.join(command)}` failed:\n{result.stderr[-2000:]}")
+    return CHROMIUM, CHROMEDRIVER

@@ -5,49 +5,17 @@ elsewhere the test fails with the command to run. A screenshot of the chat is sa
 test-artifacts/ (gitignored).
 """
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import FLAGS
 
 from korlhf.serve.server import Background, Config
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = os.environ.get("KORLHF_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("KORLHF_CHROMEDRIVER", "/usr/bin/chromedriver")
-# Flags that work on a closed network: nothing phones home, no GPU, no sandbox (we may run as root).
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=900,900", "--lang=ko-KR"]
 NAME = "tiny-ko"
-
-
-def _has_korean_font() -> bool:
-    if not shutil.which("fc-list"):
-        return True  # cannot tell; the DOM checks do not depend on fonts anyway
-    return bool(subprocess.run(["fc-list", ":lang=ko"], capture_output=True, text=True).stdout.strip())
-
-
-@pytest.fixture(scope="session")
-def chromium() -> tuple[str, str]:
-    """Paths of chromium and chromedriver, installing Debian's packages (and a Korean font) if needed."""
-    missing = [pkg for pkg, path in (("chromium", CHROMIUM), ("chromium-driver", CHROMEDRIVER)) if not os.path.exists(path)]
-    if missing and (os.geteuid() != 0 or not shutil.which("apt-get")):
-        pytest.fail(f"the web page test needs {' and '.join(missing)}: run `sudo apt-get install chromium "
-                    "chromium-driver fonts-nanum` (Debian/Ubuntu), or point KORLHF_CHROMIUM and KORLHF_CHROMEDRIVER "
-                    "at a Chromium/Chrome binary and its matching chromedriver")
-    if missing or (not _has_korean_font() and os.geteuid() == 0 and shutil.which("apt-get")):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-qq"],
-                        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, "fonts-nanum"]):
-            result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-            if result.returncode != 0 and missing:
-                pytest.fail(f"`{' '.join(command)}` failed:\n{result.stderr[-2000:]}")
-    return CHROMIUM, CHROMEDRIVER
 
 
 @pytest.fixture(scope="module")
