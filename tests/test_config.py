@@ -127,3 +127,23 @@ def test_every_shipped_yaml_parses(path):
 
 def test_shipped_configs_exist():
     assert SHIPPED, "configs/ should ship YAML files"
+
+
+def test_numbers_out_of_range_are_refused_when_the_config_is_built():
+    from korlhf.train import dpo, grpo, ppo, sft
+
+    base = ["--model_name_or_path", "m", "--train_files", "t", "--output_dir", "o"]
+    cases = [(sft, ["--batch_size", "0"], "korlhf train sft: batch_size must be at least 1; got 0"),
+             (sft, ["--learning_rate", "0"], "korlhf train sft: learning_rate must be more than 0; got 0.0"),
+             (dpo, ["--eval_fraction", "1"], "korlhf train dpo: eval_fraction must be at least 0 and less than 1; got 1.0"),
+             (ppo, ["--reward_rules", "hangul", "--max_new_tokens", "0"],
+              "korlhf train ppo: max_new_tokens must be at least 1; got 0"),
+             (grpo, ["--reward_rules", "hangul", "--num_generations", "1"],
+              "korlhf train grpo: num_generations must be at least 2; got 1"),
+             (ppo, ["--reward_rules", "hangul", "--temperature", "0"],
+              "korlhf train ppo: temperature must be more than 0; got 0.0")]
+    for module, flags, message in cases:
+        command = "korlhf train " + module.__name__.split(".")[2]
+        with pytest.raises(KorlhfError) as err:
+            load_config(module.Config, None, [*base, *flags], command=command)
+        assert str(err.value) == message

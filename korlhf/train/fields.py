@@ -45,6 +45,37 @@ class OptimFields:
         "help": "keep checkpoint-N folders once the run has finished (they are only needed to resume)"})
     merge: bool = field(default=False, metadata={"help": "LoRA: also save the adapter merged into the base, in output_dir/merged"})
 
+    def __post_init__(self):
+        check_ranges(self)
+
+
+# Numeric settings and the values they may take: (lowest, highest (excluded), whether the lowest is allowed).
+RANGES = {
+    "epochs": (0, None, False), "batch_size": (1, None, True), "grad_accum": (1, None, True),
+    "learning_rate": (0, None, False), "warmup_ratio": (0, 1, True), "weight_decay": (0, None, True),
+    "max_grad_norm": (0, None, True), "logging_steps": (1, None, True), "eval_steps": (0, None, True),
+    "save_steps": (1, None, True), "save_total_limit": (0, None, True), "eval_fraction": (0, 1, True),
+    "max_length": (1, None, True), "max_prompt_length": (1, None, True), "max_new_tokens": (1, None, True),
+    "temperature": (0, None, False), "kl_coef": (0, None, True), "cliprange": (0, None, False),
+    "rollout_batch_size": (1, None, True), "ppo_epochs": (1, None, True), "num_generations": (2, None, True),
+    "num_iterations": (1, None, True), "lora_r": (1, None, True),
+}
+
+
+def check_ranges(cfg) -> None:
+    """Every numeric setting of ``cfg`` listed in `RANGES` is in range, or a ValueError names it.
+
+    Run from the configs' ``__post_init__``: a learning rate of 0 or a batch of 0 is refused when the
+    config is built (and by `korlhf pipeline`'s up-front check), not deep inside a trainer.
+    """
+    for name, (low, high, low_ok) in RANGES.items():
+        value = getattr(cfg, name, None)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if value < low or (value == low and not low_ok) or (high is not None and value >= high):
+            bound = (f"at least {low}" if low_ok else f"more than {low}") + (f" and less than {high}" if high else "")
+            raise ValueError(f"{name} must be {bound}; got {value}")
+
 
 def trainer_kwargs(cfg, has_eval: bool) -> dict:
     """Keyword arguments for a TRL ``*Config`` (a ``TrainingArguments``) from a stage config.

@@ -43,6 +43,7 @@ class Config(OptimFields, DataFields, RunFields, ModelFields):
     learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate (LoRA usually wants ~10x more)"})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.margin_scale and self.loss != "pairwise":
             raise ValueError(f"margin_scale needs loss: pairwise (loss is {self.loss})")
 

@@ -41,6 +41,7 @@ class Config(OptimFields, DataFields, RunFields, ModelFields):
         "help": "attention kernel: sdpa (default), eager, flash_attention_2 (CUDA + flash-attn; needed to pack)"})
 
     def __post_init__(self):
+        super().__post_init__()
         # Packed / flattened rows keep examples apart only through flash-attention's variable-length
         # kernels; sdpa and eager attention would let each example attend to the ones packed before it.
         if (self.packing or self.padding_free) and "flash" not in (self.attn_implementation or ""):

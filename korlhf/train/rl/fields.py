@@ -50,6 +50,7 @@ class RLFields:
 
     def __post_init__(self):
         # Config-only checks live here, so `korlhf pipeline` refuses a bad run before loading anything.
+        super().__post_init__()  # OptimFields: every number in range
         if not self.reward_model and not self.reward_rules:
             raise ValueError("no reward: set reward_model (a `korlhf train rm` output) and/or reward_rules")
         n_rewards = bool(self.reward_model) + len(self.reward_rules)
