@@ -305,7 +305,7 @@ def serve(ctx: typer.Context) -> None:
 
 @app.command(context_settings=STAGE)
 def pipeline(ctx: typer.Context) -> None:
-    """Run data -> SFT -> RM -> PPO (or DPO/GRPO) -> generate -> eval into runs/<name>/, with report.html.
+    """Run data -> SFT -> RM -> PPO (or DPO/GRPO/RLOO) -> generate -> eval into runs/<name>/, with report.html.
 
     Finished stages are skipped on rerun (--force STAGE redoes one). Example:
     korlhf pipeline --config configs/pipeline.yaml

@@ -1,6 +1,6 @@
 """The pipeline's last two stages: every model answers the held-out prompts, then is scored.
 
-``generate``: the base model, the SFT model and each aligned model (PPO/DPO/GRPO) answer the same
+``generate``: the base model, the SFT model and each aligned model (the policy stages of `korlhf.stages`) answer the same
 ``eval_limit`` prompts of ``data/build/eval.jsonl`` with one decoding (``generate:`` settings),
 written to ``generate/<model>.jsonl`` (records of `korlhf generate`). The base model is prompted
 through the SFT template too, so the comparison shows what training added, not a format change.
