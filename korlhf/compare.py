@@ -100,19 +100,12 @@ def stage_config(method: dict, run: Path, out: Path, seed: int):
     module = importlib.import_module(stage.module)
     # As the pipeline chains it (`korlhf.stages` inputs), on the run's own data: rankings, not labels.
     preferences = run / "data" / "build" / "rm.jsonl"
-    settings = {k: _fill(v, run, preferences) for k, v in stage.inputs.items() if k in ("model_name_or_path", "train_files")}
-    settings.update({k: _fill(v, run) for k, v in method.items() if k not in ("name", "stage")})
+    settings = {k: stages.fill(v, run=run, preferences=preferences) for k, v in stage.inputs.items()
+                if k in ("model_name_or_path", "train_files")}
+    settings.update({k: stages.fill(v, run=run) for k, v in method.items() if k not in ("name", "stage")})
     settings.update(output_dir=str(out / method["name"] / f"seed{seed}"), seed=seed, resume=True)
     raw = {k: (v, f"compare method {method['name']!r}") for k, v in settings.items()}
     return module, build_config(module.Config, raw, command=f"korlhf compare ({method['name']})")
-
-
-def _fill(value, run: Path, preferences: Path | None = None):
-    if isinstance(value, str):
-        return value.replace("{run}", str(run)).replace("{preferences}", str(preferences))
-    if isinstance(value, list):
-        return [_fill(v, run, preferences) for v in value]
-    return value
 
 
 def measured(folder: Path, compute, force: bool) -> dict:

@@ -36,10 +36,10 @@ def context_size(name_or_path: str | Path, trust_remote_code: bool = False) -> i
     from transformers import AutoConfig
 
     path = str(name_or_path)
-    try:
-        config = AutoConfig.from_pretrained(adapter_base(path) if is_adapter_dir(path) else path,
-                                            trust_remote_code=trust_remote_code)
-    except (OSError, ValueError):
+    base = adapter_base(path) if is_adapter_dir(path) else path
+    try:  # through `locate`, as the model load: an unreachable hub costs no minute of retries here
+        config = AutoConfig.from_pretrained(base, trust_remote_code=trust_remote_code, **locate(base))
+    except (KorlhfError, OSError, ValueError):
         return None  # loading the model says what is wrong with the path
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, name, None)

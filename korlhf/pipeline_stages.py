@@ -32,11 +32,11 @@ def stage_config(stage, cfg, run: Path):
 
 
 def _fill(template, cfg, run: Path):
-    if isinstance(template, list):
-        return [_fill(t, cfg, run) for t in template]
+    from korlhf.stages import fill
+
     label = run / "label" / "preferences.jsonl"
     preferences = label if label.is_file() else run / "data" / "build" / "rm.jsonl"
-    return template.format(run=run, base=cfg.model_name_or_path, template=cfg.template, preferences=preferences)
+    return fill(template, run=run, base=cfg.model_name_or_path, template=cfg.template, preferences=preferences)
 
 
 def check_data(cfg, run: Path) -> None:

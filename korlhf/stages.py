@@ -84,6 +84,18 @@ STAGES: list[Stage] = [
 ]
 
 
+def fill(text, /, **values):
+    """``text`` (a string, or a list of them) with each ``{key}`` replaced by ``values[key]``; other
+    braces are left alone (a user's own strings pass through here too)."""
+    if isinstance(text, list):
+        return [fill(t, **values) for t in text]
+    if not isinstance(text, str):
+        return text
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", str(value))
+    return text
+
+
 def get(name: str) -> Stage:
     return next(s for s in STAGES if s.name == name)
 

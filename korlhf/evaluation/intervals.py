@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import cache
 
 RESAMPLES = 1000
 MEAN_METRICS = ("accuracy", "reward", "rouge1", "rouge2", "rougeL", "rouge1_char", "rouge2_char", "rougeL_char",
@@ -55,16 +56,23 @@ def _resampled_corpus_interval(metric, predictions, references, resamples: int =
     return float(np.percentile(scores, 2.5)), float(np.percentile(scores, 97.5))
 
 
+@cache
+def bootstrap_metrics() -> dict:
+    """BLEU / chrF objects of their own, built once: a bootstrap run marks an object's signature
+    (``bs:1000``), which the scores' own signatures must not show."""
+    from korlhf.evaluation.metrics import corpus_metrics
+
+    return corpus_metrics()
+
+
 def intervals(samples: list[dict], predictions: list[str], references: list[str] | None,
               extra: dict[str, list[float]] | None = None) -> dict[str, tuple[float, float]]:
     """{metric: (low, high)} for every metric of `korlhf.evaluation.metrics.score`'s per-answer rows
     that is a mean, the corpus metrics when there are references, and ``extra`` per-answer lists."""
-    from korlhf.evaluation.metrics import corpus_metrics
-
     columns = {key: [row[key] for row in samples] for key in MEAN_METRICS if samples and key in samples[0]}
     columns.update(extra or {})
     result = {key: mean_interval(values) for key, values in columns.items() if values}
     if references is not None:
-        metrics = corpus_metrics()  # new objects: a bootstrap run marks the object's signature (bs:1000)
+        metrics = bootstrap_metrics()
         result.update({key: corpus_interval(metrics[key], predictions, references) for key in CORPUS_METRICS})
     return result

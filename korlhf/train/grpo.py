@@ -97,10 +97,10 @@ def train(cfg, stage: str, config_cls, trainer_cls, stage_args: dict) -> dict:
         Console().print(f"[bold]{stage}[/bold] {cfg.model_name_or_path}: {len(prompts):,} train / "
                         f"{len(eval_prompts):,} eval prompts, {cfg.num_generations} answers each{resuming(checkpoint)}")
     if checkpoint is None:
-        held_out.measure(trainer.model, trainer.accelerator, step=0)
+        held_out.measure(trainer.model, step=0)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if not cfg.eval_steps or trainer.state.global_step % cfg.eval_steps:  # else measured at the last step
-        held_out.measure(trainer.model, trainer.accelerator, step=trainer.state.global_step)
+        held_out.measure(trainer.model, step=trainer.state.global_step)
     return finish(cfg, stage, trainer, tokenizer, train_records, eval_records)
 
 
@@ -167,9 +167,9 @@ class HeldOutReward(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.cfg.eval_steps and state.global_step % self.cfg.eval_steps == 0:
-            self.measure(model, None, state.global_step)
+            self.measure(model, state.global_step)
 
-    def measure(self, model, accelerator, step: int) -> float | None:
+    def measure(self, model, step: int) -> float | None:
         from accelerate import PartialState
 
         from korlhf.train.output import append_log
