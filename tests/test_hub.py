@@ -75,8 +75,8 @@ SCRIPT = """
 import time
 from korlhf.errors import KorlhfError
 from korlhf.models import load_tokenizer
-began = time.monotonic()
 print(len(load_tokenizer("korlhf-test/cached")) > 0, flush=True)
+began = time.monotonic()
 try:
     load_tokenizer("korlhf-test/not-cached")
 except KorlhfError as exc:
@@ -102,5 +102,7 @@ def test_unreachable_hub_uses_the_cache_or_says_why_at_once(tmp_path, tiny_gpt2)
     assert lines[1] == (f"cannot download the tokenizer korlhf-test/not-cached: {endpoint} is unreachable ([Errno 111] "
                         "Connection refused) and the model is not in the local Hugging Face cache. Connect to the "
                         "network (or set HF_ENDPOINT to a mirror), or give a local model folder")
-    assert float(lines[2].split()[1]) < 5 and time.monotonic() - began < 60
+    # Only the failing load is timed (a loaded CI machine takes seconds to import transformers); without the
+    # fast fail it took about a minute of retries.
+    assert float(lines[2].split()[1]) < 10 and time.monotonic() - began < 90
     assert "Retrying" not in proc.stderr

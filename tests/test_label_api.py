@@ -155,7 +155,7 @@ def test_unreachable_endpoint_fails_at_once_naming_the_url(tmp_path):
     began = time.monotonic()
     with pytest.raises(KorlhfError) as err:
         main(config(tmp_path, JudgeServer(), generated(tmp_path, n=1), base_url=url))
-    assert time.monotonic() - began < 10  # not minutes of backoff
+    assert time.monotonic() - began < 20  # not minutes of backoff
     assert str(err.value) == (f"cannot reach the judge endpoint {url}: connection refused; is the server running "
                               "(ollama: `ollama serve`, vLLM: `vllm serve MODEL`) and is the port in base_url right?")
     with pytest.raises(KorlhfError, match="base_url 'localhost:11434/v1' is not a usable URL"):
