@@ -6,7 +6,7 @@ import pytest
 
 from korlhf.conversation import encode, load_model, stream_reply
 from korlhf.decoding import Decoding
-from korlhf.serve.batch import Row, batch_replies
+from korlhf.serve.batch import Batch, Row, batch_replies
 from korlhf.serve.engine import Engine, Job
 
 WORDS = ["사과", "바다", "서울", "겨울", "음악", "한글", "기차", "커피"]
@@ -46,6 +46,30 @@ def test_every_row_gets_the_answer_it_gets_alone(tiny):
         assert "".join(streamed[i]) == b.text and b.prompt_tokens == len(ids[i])
         assert b.completion_tokens <= decodings[i].max_new_tokens
     assert len({r.text for r in batched}) > 4  # the comparison means something only if answers differ
+
+
+def test_rows_that_join_a_running_batch_get_the_answers_they_get_alone(tiny):
+    tokenizer, model = tiny
+    ids = prompts(tokenizer, 7)
+    decodings = [SETTINGS[i % len(SETTINGS)](i) for i in range(len(ids))]
+    alone = [stream_reply(model, tokenizer, x, d) for x, d in zip(ids, decodings, strict=True)]
+    rows = [Row(x, d) for x, d in zip(ids, decodings, strict=True)]
+    batch, finished = Batch(model, tokenizer), []
+    finished += batch.add(rows[:3])
+    for _ in range(3):
+        finished += batch.step()
+    finished += batch.add(rows[3:5])  # they join rows three tokens in, with prompts of other lengths
+    finished += batch.step()
+    finished += batch.add(rows[5:])
+    assert len(batch) > 2  # they really ran together
+    while batch:
+        finished += batch.step()
+        if batch:  # the mask (and cache) is as wide as the longest running row, never wider
+            assert batch.mask.shape[1] == max(len(s.row.input_ids) + len(s.row.new_ids) for s in batch.states)
+    assert sorted(map(id, finished)) == sorted(map(id, rows))
+    for i, (a, row) in enumerate(zip(alone, rows, strict=True)):
+        assert (row.reply.text, row.reply.finish_reason) == (a.text, a.finish_reason), i
+    assert batch.cache is None and batch.mask is None
 
 
 def test_a_cancelled_row_stops_and_the_others_go_on(tiny):

@@ -190,7 +190,7 @@ def _decoding(app: FastAPI, req: Sampling, prompt_tokens: int, requested: int | 
 async def _respond(app: FastAPI, kind: str, req: Sampling, ids: list[int], decoding: Decoding, strip_leading: bool):
     engine: Engine = app.state.engine
     try:
-        events = engine.open(ids, decoding, strip_leading)
+        events = engine.open(ids, decoding, strip_leading, stream=bool(req.stream))
     except QueueFull as exc:
         raise ApiError(429, str(exc), code="server_busy", kind="rate_limit_error") from None
     meta = {"id": ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24], "created": int(time.time()),

@@ -1,12 +1,13 @@
-"""The generation worker: one thread answers queued requests, in batches when several wait.
+"""The generation worker: one thread answers queued requests, together while several are open.
 
 HTTP handlers run on uvicorn's event loop; generation is blocking PyTorch work. Each request
-becomes a `Job` in a bounded FIFO queue, and a single worker thread takes the first job with
-every job waiting behind it (up to ``max_batch``): a job alone runs `korlhf.conversation.stream_reply`,
-several run together in `korlhf.serve.batch` (dynamic batching: requests that arrive while a
-batch runs form the next one). Each streamed piece goes back to its own request's event queue;
-every request keeps its own settings, stop strings, token budget and seed (a greedy or seeded
-answer is the same batched or alone).
+becomes a `Job` in a bounded FIFO queue. A single worker thread keeps one `korlhf.serve.batch.Batch`
+running (continuous batching): before each token it lets the jobs that waited join (up to
+``max_batch`` running), and a finished job leaves at once. With ``max_batch`` 1 a job runs alone
+in `korlhf.conversation.stream_reply` (``model.generate``). (Beam and contrastive search, which
+cannot stream, never reach the engine: `DecodingFields.decoding` refuses them.)
+Each streamed piece goes back to its own request's event queue; every request keeps its own
+settings, stop strings, token budget and seed (a greedy or seeded answer is the same batched or alone).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Engine:
                             "(korlhf serve --max_queue); retry shortly") from None
 
     def close(self) -> None:
-        """Finish the job in progress, then stop the worker (waiting jobs are cancelled)."""
+        """Finish the jobs in progress, then stop the worker (waiting jobs are cancelled)."""
         while True:
             try:
                 job = self.jobs.get_nowait()
@@ -74,27 +75,73 @@ class Engine:
         self.thread.join(timeout=30)
 
     def _work(self) -> None:
-        stopping = False
-        while not stopping and (job := self.jobs.get()) is not None:
-            batch = [job]
-            while len(batch) < self.max_batch:  # everyone who waited while the last batch ran
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.append(more)
-            live = [j for j in batch if not j.cancelled.is_set()]
-            self.stats["cancelled"] += len(batch) - len(live)  # clients that left while their job waited
-            if not live:
-                continue
-            self.busy = True
+        from korlhf.serve.batch import Batch, Row, Unbatchable
+
+        batch, running, stopping = None, {}, False  # running: each row in the batch -> its job
+        while not (stopping and not running):
+            room = self.max_batch - len(running) if self._join_now(running, batch) else 0
+            new, stopping = self._take(block=not running, room=room, stopping=stopping)
+            self.busy = bool(new or running)
+            if self.max_batch == 1:
+                for job in new:
+                    self._alone(job)
+                new = []
+            rows = [Row(job.input_ids, job.decoding, on_text=lambda piece, job=job: job.on_event("text", piece),
+                        cancelled=job.cancelled.is_set, strip_leading=job.strip_leading) for job in new]
             try:
-                self._together(live) if len(live) > 1 else self._alone(live[0])
-            finally:
-                self.busy = False
+                if rows:
+                    batch = batch if batch is not None else Batch(self.model, self.tokenizer)
+                    running.update(zip(rows, new, strict=True))
+                    finished = batch.add(rows)
+                    self.stats["batches"] += 1
+                else:
+                    finished = batch.step() if running else []
+            except Unbatchable as exc:  # raised before the new rows streamed anything; the batch is intact
+                log.warning("batching is not available (%s); answering one request at a time", exc)
+                self.max_batch = 1
+                for row, job in zip(rows, new, strict=True):
+                    running.pop(row, None)
+                    self._alone(job)
+                continue
+            except Exception as exc:  # one bad request must not kill the worker
+                self._failed(list(running.values()), exc)
+                batch, self.busy = None, False  # its state may be half-updated: start a new one
+                running.clear()
+                continue
+            self.stats["largest_batch"] = max(self.stats["largest_batch"], len(running))
+            for row in finished:
+                self._done(running.pop(row), row.reply)
+            self.busy = bool(running)
+        self.busy = False
+
+    def _join_now(self, running: dict, batch) -> bool:
+        """Whether the jobs waiting join the running batch before the next token.
+
+        Joining costs one extra forward pass (the newcomers' prompts), about as much as a token for
+        the whole batch on a small model; so newcomers wait until they are a quarter of the running
+        rows, which keeps that cost to one forward pass per quarter-batch of answers.
+        """
+        if not running:
+            return True
+        if not batch.can_join:
+            return False
+        return self.jobs.qsize() * 4 >= len(running)
+
+    def _take(self, block: bool, room: int, stopping: bool) -> tuple[list[Job], bool]:
+        """The jobs that waited (up to ``room``; wait for one if ``block``), and whether to stop."""
+        taken: list[Job] = []
+        while not stopping and len(taken) < room:
+            try:
+                job = self.jobs.get() if block and not taken else self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                stopping = True
+            elif job.cancelled.is_set():  # its client left while it waited
+                self.stats["cancelled"] += 1
+            else:
+                taken.append(job)
+        return taken, stopping
 
     def _alone(self, job: Job) -> None:
         try:
@@ -105,27 +152,6 @@ class Engine:
             self._failed([job], exc)
             return
         self._done(job, reply)
-
-    def _together(self, jobs: list[Job]) -> None:
-        from korlhf.serve.batch import Row, Unbatchable, batch_replies
-
-        rows = [Row(j.input_ids, j.decoding, on_text=lambda piece, j=j: j.on_event("text", piece),
-                    cancelled=j.cancelled.is_set, strip_leading=j.strip_leading) for j in jobs]
-        try:
-            replies = batch_replies(self.model, self.tokenizer, rows)
-        except Unbatchable as exc:  # nothing was streamed: answer them one by one instead
-            log.warning("batching is not available (%s); answering one request at a time", exc)
-            self.max_batch = 1
-            for job in jobs:
-                self._alone(job)
-            return
-        except Exception as exc:
-            self._failed(jobs, exc)
-            return
-        self.stats["batches"] += 1
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
-        for job, reply in zip(jobs, replies, strict=True):
-            self._done(job, reply)
 
     def _done(self, job: Job, reply: Reply) -> None:
         self.stats["cancelled" if reply.finish_reason == "cancelled" else "served"] += 1
@@ -140,17 +166,20 @@ class Engine:
         for job in jobs:
             job.on_event("error", f"generation failed: {type(exc).__name__}: {exc}")
 
-    def open(self, input_ids: list[int], decoding: Decoding, strip_leading: bool = True,
+    def open(self, input_ids: list[int], decoding: Decoding, strip_leading: bool = True, stream: bool = True,
              ) -> AsyncIterator[tuple[str, object]]:
         """Queue a job now (`QueueFull` if there is no room) and return its events for the caller's loop.
 
         Call from a coroutine. Leaving the iteration early (a client disconnects mid-stream) cancels
-        the job: a waiting job is skipped, a running one stops at its next token.
+        the job: a waiting job is skipped, a running one stops at its next token. Without ``stream``
+        only the end comes back (waking the loop for every piece would cost each token a thread switch).
         """
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
 
         def on_event(kind: str, value: object) -> None:
+            if kind == "text" and not stream:
+                return
             try:
                 loop.call_soon_threadsafe(events.put_nowait, (kind, value))
             except RuntimeError:  # the loop is closed: nobody is listening any more

@@ -36,7 +36,7 @@ class Config(DecodingFields, ModelArgs):
     max_tokens_limit: int = field(default=1024, metadata={"help": "largest max_tokens a request may ask for"})
     max_queue: int = field(default=128, metadata={"help": "requests that may wait for the model; more get HTTP 429"})
     max_batch_size: int = field(default=16, metadata={
-        "help": "requests answered together (those that waited while the last batch ran); 1 = one at a time"})
+        "help": "most requests answered together (a new one joins the running batch between tokens); 1 = one at a time"})
     log_level: str = field(default="info", metadata={"help": "uvicorn log level: debug, info, warning, error"})
 
     def __post_init__(self):
