@@ -12,9 +12,13 @@ from korlhf.serve.engine import Engine, Job
 WORDS = ["사과", "바다", "서울", "겨울", "음악", "한글", "기차", "커피"]
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama"])
-def tiny(request, tiny_models):
-    return load_model(tiny_models[request.param], device="cpu")
+@pytest.fixture(scope="module", params=["gpt2", "llama", "gpt_neox", "qwen2"])
+def tiny(request, tiny_models, tiny_tokenizer, tmp_path_factory):
+    from korlhf.tiny import save_tiny
+
+    path = tiny_models.get(request.param) or save_tiny(tmp_path_factory.mktemp(request.param), None,
+                                                         arch=request.param, tokenizer=tiny_tokenizer)
+    return load_model(path, device="cpu")
 
 
 def prompts(tokenizer, n=8) -> list[list[int]]:
