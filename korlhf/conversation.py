@@ -177,12 +177,16 @@ def stream_reply(model, tokenizer, input_ids: list[int], decoding: Decoding,
     with torch.inference_mode():
         model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=Streamer(),
                        stopping_criteria=criteria, **kwargs)
-    if cancelled and cancelled() and not sink.hit:
-        reason = "cancelled"
-    elif sink.hit or (new_ids and new_ids[-1] == tokenizer.eos_token_id):
-        reason = "stop"
-    else:
-        reason = "length" if len(new_ids) >= decoding.max_new_tokens else "stop"
+    reason = finish_reason(new_ids, decoding, tokenizer.eos_token_id, sink.hit, bool(cancelled and cancelled()))
     return Reply("".join(pieces), reason, len(input_ids), len(new_ids), time.perf_counter() - start, decoder.dropped)
+
+
+def finish_reason(new_ids: list[int], decoding: Decoding, eos_id: int | None, stopped: bool, cancelled: bool) -> str:
+    """Why an answer ended: "cancelled" (its client left), "stop" (EOS or a stop string) or "length"."""
+    if cancelled and not stopped:
+        return "cancelled"
+    if stopped or (new_ids and new_ids[-1] == eos_id):
+        return "stop"
+    return "length" if len(new_ids) >= decoding.max_new_tokens else "stop"
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from korlhf.conversation import Reply
+from korlhf.conversation import Reply, finish_reason
 from korlhf.decoding import Decoding
 from korlhf.streaming import IncrementalDecoder, StopText
 
@@ -232,12 +232,7 @@ class _State:
         row, sink = self.row, self.sink
         sink.push(self.decoder.flush())
         sink.finish()
-        if self.was_cancelled and not sink.hit:
-            reason = "cancelled"
-        elif sink.hit or (row.new_ids and row.new_ids[-1] == self.tokenizer.eos_token_id):
-            reason = "stop"
-        else:
-            reason = "length" if len(row.new_ids) >= row.decoding.max_new_tokens else "stop"
+        reason = finish_reason(row.new_ids, row.decoding, self.tokenizer.eos_token_id, sink.hit, self.was_cancelled)
         row.reply = Reply("".join(row.pieces), reason, len(row.input_ids), len(row.new_ids),
                           time.perf_counter() - self.start, self.decoder.dropped)
         return row.reply
