@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import socket
 import statistics
 import subprocess
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+STREAM = False  # --stream: clients read server-sent events, as a chat page does
 WORDS = ["사과", "바다", "서울", "겨울", "음악", "한글", "기차", "커피", "우주", "김치", "단풍", "축구"]
 
 
@@ -47,12 +49,20 @@ async def run_clients(url: str, name: str, questions: list[str], concurrency: in
         while not queue.empty():
             i, question = queue.get_nowait()
             body = {"model": name, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
-                    "temperature": 0}
+                    "temperature": 0, "stream": STREAM}
             began = time.perf_counter()
-            response = await http.post(url + "/v1/chat/completions", json=body, timeout=600)
+            if STREAM:  # every piece as it comes; the answer is their concatenation
+                async with http.stream("POST", url + "/v1/chat/completions", json=body, timeout=600) as response:
+                    response.raise_for_status()
+                    pieces = [json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+                              async for line in response.aiter_lines()
+                              if line.startswith("data: {") and json.loads(line[6:])["choices"]]
+                answers[i] = "".join(pieces)
+            else:
+                response = await http.post(url + "/v1/chat/completions", json=body, timeout=600)
+                response.raise_for_status()
+                answers[i] = response.json()["choices"][0]["message"]["content"]
             latencies.append(time.perf_counter() - began)
-            response.raise_for_status()
-            answers[i] = response.json()["choices"][0]["message"]["content"]
 
     async with httpx.AsyncClient() as http:
         began = time.perf_counter()
@@ -100,7 +110,10 @@ def main() -> None:
     parser.add_argument("--max_tokens", type=int, default=32)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of both modes, alternating; medians reported")
+    parser.add_argument("--stream", action="store_true", help="streamed requests (server-sent events)")
     args = parser.parse_args()
+    global STREAM
+    STREAM = args.stream
     sys.path.insert(0, str(REPO))
     print("command: .venv/bin/python benchmarks/bench_serve.py " + " ".join(sys.argv[1:]))
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -109,7 +122,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model if Path(args.model).is_dir() else tiny_model(Path(tmp))
-        print(f"model: {model}, {args.requests} greedy requests of up to {args.max_tokens} tokens per level, "
+        print(f"model: {model}, {args.requests} greedy {'streamed ' if STREAM else ''}requests of up to {args.max_tokens} tokens per level, "
               f"{args.repeats} rounds")
         for _ in range(args.repeats):  # alternating, so a slow spell of the machine hits both modes
             for mode, batch in modes.items():

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from korlhf.conversation import Reply, stream_reply
@@ -47,6 +48,7 @@ class Engine:
         self.busy = False
         self.stats = {"served": 0, "cancelled": 0, "failed": 0, "invalid_bytes_dropped": 0, "batches": 0,
                       "largest_batch": 0}
+        self.outbox = Outbox()
         self.thread = threading.Thread(target=self._work, name="korlhf-generate", daemon=True)
         self.thread.start()
 
@@ -92,10 +94,12 @@ class Engine:
                 if rows:
                     batch = batch if batch is not None else Batch(self.model, self.tokenizer)
                     running.update(zip(rows, new, strict=True))
-                    finished = batch.add(rows)
+                    with self.outbox.held():
+                        finished = batch.add(rows)
                     self.stats["batches"] += 1
                 else:
-                    finished = batch.step() if running else []
+                    with self.outbox.held():
+                        finished = batch.step() if running else []
             except Unbatchable as exc:  # raised before the new rows streamed anything; the batch is intact
                 log.warning("batching is not available (%s); answering one request at a time", exc)
                 self.max_batch = 1
@@ -180,14 +184,57 @@ class Engine:
         def on_event(kind: str, value: object) -> None:
             if kind == "text" and not stream:
                 return
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                job.cancelled.set()
+            self.outbox.post(loop, events, (kind, value), job)
 
         job = Job(input_ids, decoding, on_event, strip_leading)
         self.submit(job)
         return _events(job, events)
+
+
+class Outbox:
+    """Events on their way from the worker thread to the event loops that wait for them.
+
+    Each ``call_soon_threadsafe`` wakes a loop (a write to its pipe, a thread switch); with 16
+    streamed requests, one per request and token was 16 wake-ups per decoding step. While the
+    worker runs a step (`held`) events wait here and then go as one call per loop.
+    """
+
+    def __init__(self):
+        self.lock, self.pending, self.holding = threading.Lock(), [], False
+
+    def post(self, loop, events: asyncio.Queue, item: tuple[str, object], job: Job) -> None:
+        with self.lock:
+            self.pending.append((loop, events, item, job))
+            if self.holding:
+                return
+        self.flush()
+
+    @contextmanager
+    def held(self):
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, []
+        by_loop: dict = {}
+        for loop, events, item, job in pending:
+            by_loop.setdefault(loop, []).append((events, item, job))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                for _, _, job in items:
+                    job.cancelled.set()
+
+
+def _deliver(items: list) -> None:
+    for events, item, _ in items:
+        events.put_nowait(item)
 
 
 async def _events(job: Job, events: asyncio.Queue) -> AsyncIterator[tuple[str, object]]:
