@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STREAM = False  # --stream: clients read server-sent events, as a chat page does
 WORDS = ["사과", "바다", "서울", "겨울", "음악", "한글", "기차", "커피", "우주", "김치", "단풍", "축구"]
 
 
@@ -37,7 +36,7 @@ def tiny_model(folder: Path) -> str:
     return str(save_tiny(folder / "gpt2", None, arch="gpt2", tokenizer=tokenizer))
 
 
-async def run_clients(url: str, name: str, questions: list[str], concurrency: int, max_tokens: int):
+async def run_clients(url: str, name: str, questions: list[str], concurrency: int, max_tokens: int, stream: bool):
     import httpx
 
     queue: asyncio.Queue = asyncio.Queue()
@@ -49,9 +48,9 @@ async def run_clients(url: str, name: str, questions: list[str], concurrency: in
         while not queue.empty():
             i, question = queue.get_nowait()
             body = {"model": name, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
-                    "temperature": 0, "stream": STREAM}
+                    "temperature": 0, "stream": stream}
             began = time.perf_counter()
-            if STREAM:  # every piece as it comes; the answer is their concatenation
+            if stream:  # every piece as it comes; the answer is their concatenation
                 async with http.stream("POST", url + "/v1/chat/completions", json=body, timeout=600) as response:
                     response.raise_for_status()
                     pieces = [json.loads(line[6:])["choices"][0]["delta"].get("content", "")
@@ -71,7 +70,7 @@ async def run_clients(url: str, name: str, questions: list[str], concurrency: in
     return answers, wall, latencies
 
 
-def measure(model: str, batch: int, levels: list[int], questions: list[str], max_tokens: int) -> dict:
+def measure(model: str, batch: int, levels: list[int], questions: list[str], max_tokens: int, stream: bool) -> dict:
     """Start `korlhf serve` as its own process (as a user runs it), then time the clients from this one."""
     import httpx
 
@@ -96,8 +95,8 @@ def measure(model: str, batch: int, levels: list[int], questions: list[str], max
                 if time.monotonic() > deadline:
                     raise SystemExit("korlhf serve did not start within 120 s") from None
                 time.sleep(0.2)
-        asyncio.run(run_clients(url, "bench", questions[:2], 1, max_tokens))  # warm-up
-        return {c: asyncio.run(run_clients(url, "bench", questions, c, max_tokens)) for c in levels}
+        asyncio.run(run_clients(url, "bench", questions[:2], 1, max_tokens, stream))  # warm-up
+        return {c: asyncio.run(run_clients(url, "bench", questions, c, max_tokens, stream)) for c in levels}
     finally:
         server.terminate()
         server.wait(30)
@@ -112,8 +111,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of both modes, alternating; medians reported")
     parser.add_argument("--stream", action="store_true", help="streamed requests (server-sent events)")
     args = parser.parse_args()
-    global STREAM
-    STREAM = args.stream
     sys.path.insert(0, str(REPO))
     print("command: .venv/bin/python benchmarks/bench_serve.py " + " ".join(sys.argv[1:]))
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -122,11 +119,11 @@ def main() -> None:
     runs: dict[str, list[dict]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model if Path(args.model).is_dir() else tiny_model(Path(tmp))
-        print(f"model: {model}, {args.requests} greedy {'streamed ' if STREAM else ''}requests of up to {args.max_tokens} tokens per level, "
+        print(f"model: {model}, {args.requests} greedy {'streamed ' if args.stream else ''}requests of up to {args.max_tokens} tokens per level, "
               f"{args.repeats} rounds")
         for _ in range(args.repeats):  # alternating, so a slow spell of the machine hits both modes
             for mode, batch in modes.items():
-                runs[mode].append(measure(model, batch, levels, questions, args.max_tokens))
+                runs[mode].append(measure(model, batch, levels, questions, args.max_tokens, args.stream))
     reference = runs["one at a time"][0][levels[0]][0]
     same = all(run[c][0] == reference for by_mode in runs.values() for run in by_mode for c in levels)
     rate = {(mode, c): statistics.median(len(run[c][2]) / run[c][1] for run in by_mode)

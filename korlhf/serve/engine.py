@@ -91,14 +91,13 @@ class Engine:
             rows = [Row(job.input_ids, job.decoding, on_text=lambda piece, job=job: job.on_event("text", piece),
                         cancelled=job.cancelled.is_set, strip_leading=job.strip_leading) for job in new]
             try:
-                if rows:
-                    batch = batch if batch is not None else Batch(self.model, self.tokenizer)
-                    running.update(zip(rows, new, strict=True))
-                    with self.outbox.held():
+                with self.outbox.held():
+                    if rows:
+                        batch = batch if batch is not None else Batch(self.model, self.tokenizer)
+                        running.update(zip(rows, new, strict=True))
                         finished = batch.add(rows)
-                    self.stats["batches"] += 1
-                else:
-                    with self.outbox.held():
+                        self.stats["batches"] += 1
+                    else:
                         finished = batch.step() if running else []
             except Unbatchable as exc:  # raised before the new rows streamed anything; the batch is intact
                 log.warning("batching is not available (%s); answering one request at a time", exc)
