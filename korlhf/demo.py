@@ -26,6 +26,7 @@ from pathlib import Path
 
 from korlhf import pipeline
 from korlhf.errors import KorlhfError
+from korlhf.streaming import REPLACEMENT
 
 TOY = ("This is a toy: a ~1M-parameter model trained from scratch in minutes on a made-up world of a few "
        "hundred Korean facts. It shows the recipe working and measured, not a useful assistant.")
@@ -287,5 +288,5 @@ def summary(run: Path, console) -> list[str]:
             console.print(f"\n[bold]Q[/bold] {rows['base'][i]['prompt']}")
             for name in names:
                 # U+FFFD: an invalid byte sequence the toy model emitted; a terminal shows nothing for it
-                console.print(f"  {name:>4}: {rows[name][i]['response'].replace(chr(0xFFFD), '')}")
+                console.print(f"  {name:>4}: {rows[name][i]['response'].replace(REPLACEMENT, '')}")
     return findings

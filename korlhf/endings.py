@@ -15,6 +15,7 @@ precision/recall are in docs/data_quality.md.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 
@@ -46,10 +47,11 @@ _SPAN_ONLY = {"noun", "interjection", "spoken_final"}
 
 
 @cache
-def _kiwi():
+def kiwi():
+    """The process's one Kiwi analyser (loading takes about a second); metrics uses it too."""
     from kiwipiepy import Kiwi
 
-    return Kiwi(num_workers=-1)
+    return Kiwi(num_workers=min(4, os.cpu_count() or 1))
 
 
 def ending(text: str) -> str:
@@ -65,7 +67,7 @@ def _analyse(text: str) -> tuple[str, list]:
     last = stripped[-1]
     if last in _END_PUNCT or _is_emoji(last) or _LAUGH.search(stripped):
         return "punct", []
-    tokens = _kiwi().tokenize(stripped[-60:])
+    tokens = kiwi().tokenize(stripped[-60:])
     return (_class_of(tokens[-1]) if tokens else "other"), tokens
 
 
@@ -90,7 +92,7 @@ def is_truncated(text: str, kind: str = "answer") -> bool:
     if cls not in ACCEPTED[kind]:
         return True
     if kind == "answer" and cls in _SPAN_ONLY:
-        return not _span_is_complete(text, check_arguments=cls == "noun")
+        return not _span_is_complete(text, tokens, check_arguments=cls == "noun")
     return cls == "particle" and _subject_left_open(tokens)
 
 
@@ -104,10 +106,10 @@ def _subject_left_open(tokens: list) -> bool:
     return not any(t.tag in ("EF", "SF") for t in tokens[:-1])
 
 
-def _span_is_complete(text: str, check_arguments: bool) -> bool:
+def _span_is_complete(text: str, tokens: list, check_arguments: bool) -> bool:
     """A noun ends an answer when the answer is a span ("해운대구", "약 27개 단지") or a list item;
     not when prose stops on a noun ("…입니다. 가장 유명한 것은 경복궁") or when an argument is
-    left without its verb ("이날 목송에서 구글상위노")."""
+    left without its verb ("이날 목송에서 구글상위노"). ``tokens``: Kiwi's analysis of the text's end."""
     line = text.rstrip().rsplit("\n", 1)[-1]
     if _LIST_ITEM.match(line):
         return True
@@ -115,7 +117,8 @@ def _span_is_complete(text: str, check_arguments: bool) -> bool:
         return False
     if not check_arguments:
         return True
-    tags = [t.tag for t in _kiwi().tokenize(line)]
+    # ``tokens`` analysed the text's last 60 characters: for a one-line span that is this line
+    tags = [t.tag for t in (tokens if line == text.rstrip()[-60:] else kiwi().tokenize(line))]
     argument = max((i for i, t in enumerate(tags) if t in ("JKS", "JKO", "JKB", "JX", "JKC")), default=-1)
     return argument < 0 or any(t in ("JKG", "ETM", "JC", "VCP", "EF") for t in tags[argument + 1:])
 

@@ -146,7 +146,7 @@ def read_aihub(root, path, layout: dict, name: str, options: dict | None = None)
         raise KorlhfError(f"{path}: an AI Hub layout needs records= and either prompt= and response= or turns= "
                           f"and text= (got {', '.join(sorted(layout)) or 'nothing'}); built-in layouts: "
                           f"{', '.join(AIHUB_LAYOUTS)}")
-    records, rejected, errors = [], [], []
+    records, rejected = [], []
     for i, chain in enumerate(walk(root, layout["records"].lstrip(".")), 1):
         item = chain[-1]
         rid = next((item.get(k) for k in ("id", "question_id") if isinstance(item, dict) and item.get(k)), None)
@@ -157,10 +157,9 @@ def read_aihub(root, path, layout: dict, name: str, options: dict | None = None)
         detail = f"{path}: record {i}: {why}"
         rejected.append({"id": record["id"], "source": name, "reasons": [why.split(":")[0]], "detail": detail,
                          "record": item})
-        errors.append(detail)
-    if not records and errors:
-        raise KorlhfError(f"{errors[0]}; no record of the file could be read, so the layout does not fit it "
-                          f"({len(errors)} records)")
+    if not records and rejected:
+        raise KorlhfError(f"{rejected[0]['detail']}; no record of the file could be read, so the layout does not "
+                          f"fit it ({len(rejected)} records)")
     if not records:
         raise KorlhfError(f"{path}: the layout's records path '{layout['records']}' matched nothing in this file")
     return records, rejected

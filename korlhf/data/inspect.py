@@ -17,8 +17,9 @@ from korlhf.data import normalize as nz
 from korlhf.data.dedup import exact_duplicates, near_duplicates
 from korlhf.data.readers import FORMATS, Source, read_sources
 from korlhf.data.tables import Tables, print_notes, progress, snippet
+from korlhf.data.turns import first_bad_turn
 from korlhf.endings import ending
-from korlhf.text import hangul_ratio, is_refusal, looks_truncated, rep_n, sounds_like_assistant
+from korlhf.text import hangul_ratio, is_refusal, looks_truncated, rep_n
 
 CHECKS = {
     "empty_prompt": "prompt is empty or blank",
@@ -147,10 +148,9 @@ def _record_checks(record: dict, cfg: Config, pii_types: dict):
     cut = _truncated_text(record, prompt, answers)
     if cut is not None:
         yield "truncated", f"[{ending(cut)}] {cut[-80:]}"
-    confused = next((m["content"] for m in record.get("messages", [])
-                     if m["role"] == "user" and sounds_like_assistant(m["content"])), None)
+    confused = first_bad_turn(record.get("messages", []), refusals=False)
     if confused is not None:
-        yield "role_confusion", confused
+        yield "role_confusion", record["messages"][confused[0]]["content"]
     for name, test in (("stray_quote", nz.has_stray_quote), ("nfd", nz.is_nfd),
                        ("leaked_field", lambda t: nz.LEAKED_FIELD.search(t) is not None)):
         hit = next((f"{k}: {t}" for k, t in fields if test(t)), None)
@@ -170,8 +170,9 @@ def _record_checks(record: dict, cfg: Config, pii_types: dict):
 
 
 def _truncated_text(record: dict, prompt: str, answers: list[str]) -> str | None:
-    """The text `korlhf data clean` would call truncated: a dialogue's last assistant turn, any
-    ranked or single answer, or a prompt record's question."""
+    """The text that looks cut off: a dialogue's last non-empty assistant turn, any ranked or single
+    answer, or a prompt record's question (`korlhf data clean` checks a dialogue's last turn and a
+    ranked record's best answer only: what it would train on)."""
     if "messages" in record:
         turns = [m["content"] for m in record["messages"] if m["role"] == "assistant" and m["content"].strip()]
         return turns[-1] if turns and looks_truncated(turns[-1], "turn") else None

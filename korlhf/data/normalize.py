@@ -15,6 +15,8 @@ from collections import Counter
 
 import ftfy
 
+from korlhf.data.markup import normalize_markup
+
 _FTFY = ftfy.TextFixerConfig(uncurl_quotes=False, explain=False)
 # Text made only of these needs nothing from ftfy (it would return it unchanged); skipping the
 # call makes cleaning ~3x faster on Korean data, which is almost all Hangul and ASCII.
@@ -81,8 +83,6 @@ def normalize_text(text: str) -> tuple[str, list[str]]:
     if new != text:
         fixes.append("whitespace")
         text = new
-    from korlhf.data.markup import normalize_markup
-
     new = normalize_markup(text)
     if new != text:
         fixes.append("corpus_markup")

@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 
+from korlhf.endings import kiwi  # the process's one analyser, shared with the text checks
 from korlhf.streaming import REPLACEMENT
 from korlhf.text import distinct_n, hangul_ratio, is_refusal, ngrams, rep_n
 
@@ -83,14 +83,6 @@ class Scores:
     corpus: dict[str, float]
     samples: list[dict]
     signatures: dict[str, str] = field(default_factory=dict)
-
-
-@cache
-def kiwi():
-    """The process's one Kiwi analyser (loading takes about a second)."""
-    from kiwipiepy import Kiwi
-
-    return Kiwi(num_workers=min(4, os.cpu_count() or 1))
 
 
 @cache

@@ -217,9 +217,7 @@ def rank(item: dict, result: dict, judge: str, kind: str, smoke: bool = False) -
     if not records:
         return "unranked", [{**base, "candidates": candidates, "judgments": result["judgments"],
                              "reason": f"the judge found no difference between the {len(scores)} candidates"}]
-    # Parts repeat neither the candidates nor the verdicts: the main record holds them once.
-    return "preferences", [records[0], *({k: v for k, v in r.items() if k not in ("candidates", "judgments")}
-                                        for r in records[1:])]
+    return "preferences", records
 
 
 def pair_counts(cfg: Config, results: list[dict], kinds: dict) -> dict:

@@ -53,11 +53,12 @@ def ranked_records(base: dict, candidates: list[dict], scores: list[float]) -> l
             losers = [j for j in below if j not in heads] if i == group[0] else below
             if losers:
                 parts.append([i, *losers])
-    return [main, *(_part(base, main, n, order, text, scores) for n, order in enumerate(parts, 2))]
+    return [main, *(_part(base, n, order, text, scores) for n, order in enumerate(parts, 2))]
 
 
-def _part(base: dict, main: dict, n: int, order: list[int], text, scores: list[float]) -> dict:
-    part = {**{k: v for k, v in base.items() if k != "id"}, "id": f"{base['id']}#{n}", "part_of": base["id"],
+def _part(base: dict, n: int, order: list[int], text, scores: list[float]) -> dict:
+    # Parts repeat neither the candidates nor the verdicts: the main record holds them once.
+    part = {**{k: v for k, v in base.items() if k not in ("id", "candidates", "judgments")}, "id": f"{base['id']}#{n}", "part_of": base["id"],
             "responses": [text(i) for i in order], "scores": [scores[i] for i in order]}
     if len(order) > 2:
         part["tied_after_first"] = True

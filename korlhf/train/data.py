@@ -34,8 +34,6 @@ def load_split(train_files: Sequence[str], eval_files: Sequence[str], eval_fract
     records = load_records(train_files, kind)
     if eval_files:
         return records, load_records(eval_files, kind)
-    if not 0.0 <= eval_fraction < 1.0:
-        raise KorlhfError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
     n_eval = round(len(records) * eval_fraction)
     if eval_fraction > 0 and n_eval == 0 and len(records) > 1:
         n_eval = 1
