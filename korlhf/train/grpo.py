@@ -60,6 +60,7 @@ def train(cfg, stage: str, config_cls, trainer_cls, stage_args: dict) -> dict:
     from korlhf.train.output import LogJsonl, begin, open_output_dir, resuming, with_atomic_checkpoints
     from korlhf.train.rl.prompts import load_prompts
     from korlhf.train.rl.rewards import RewardScorer, trl_rewards
+    from korlhf.train.samplers import with_epoch_seeded_sampler
 
     start = begin(cfg, "prompt")
     if start.done is not None:
@@ -85,7 +86,7 @@ def train(cfg, stage: str, config_cls, trainer_cls, stage_args: dict) -> dict:
 
     scorer = RewardScorer(reward_model, reward_tokenizer, cfg.reward_rules, weights=cfg.reward_weights)
     held_out = HeldOutReward(cfg, tokenizer, eval_prompts, scorer)
-    trainer = epoch_seeded_trainer(with_atomic_checkpoints(trainer_cls))(
+    trainer = with_epoch_seeded_sampler(with_atomic_checkpoints(trainer_cls))(
         model=model, reward_funcs=trl_rewards(reward_model, reward_tokenizer, cfg.reward_rules),
         args=args, train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]), processing_class=tokenizer,
         peft_config=lora_config(cfg, "CAUSAL_LM"), callbacks=[LogJsonl(out), held_out])
@@ -102,19 +103,6 @@ def train(cfg, stage: str, config_cls, trainer_cls, stage_args: dict) -> dict:
     if not cfg.eval_steps or trainer.state.global_step % cfg.eval_steps:  # else measured at the last step
         held_out.measure(trainer.model, step=trainer.state.global_step)
     return finish(cfg, stage, trainer, tokenizer, train_records, eval_records)
-
-
-def epoch_seeded_trainer(trainer_cls):
-    """``trainer_cls`` with its prompts drawn in an order fixed by (seed, epoch): exact resume."""
-
-    class EpochSeeded(trainer_cls):
-        def _get_train_sampler(self, dataset=None):
-            from korlhf.train.samplers import epoch_seeded
-
-            return epoch_seeded(super()._get_train_sampler(dataset), self.args.seed)
-
-    EpochSeeded.__name__ = trainer_cls.__name__
-    return EpochSeeded
 
 
 def use_sft_reference(trainer, cfg, tokenizer) -> None:

@@ -14,54 +14,55 @@ Any other sampler (HF's random sampler is already seeded per epoch) is returned 
 
 from __future__ import annotations
 
-from functools import lru_cache
+import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from trl.trainer.utils import RepeatSampler
+
+# Imported only inside the training stages' functions, so `import korlhf` stays light.
+
+
+def with_epoch_seeded_sampler(trainer_cls):
+    """``trainer_cls`` (SFT, GRPO, RLOO) drawing its training order from (seed, epoch): exact resume."""
+
+    class EpochSeeded(trainer_cls):
+        def _get_train_sampler(self, dataset=None):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed  # as HF's sampler
+            return epoch_seeded(super()._get_train_sampler(dataset), seed)
+
+    EpochSeeded.__name__ = trainer_cls.__name__
+    return EpochSeeded
 
 
 def epoch_seeded(sampler, seed: int):
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-    from trl.trainer.utils import RepeatSampler
-
-    grouped_cls, repeat_cls = _classes()
     if isinstance(sampler, LengthGroupedSampler):
-        grouped = grouped_cls(sampler.batch_size, lengths=sampler.lengths)
+        grouped = EpochSeededLengthGrouped(sampler.batch_size, lengths=sampler.lengths)
         grouped.seed = seed
         return grouped
     if isinstance(sampler, RepeatSampler) and sampler.shuffle:
-        return repeat_cls(sampler.data_source, sampler.mini_repeat_count, sampler.batch_size, sampler.repeat_count,
-                          shuffle=True, seed=seed)
+        return EpochSeededRepeat(sampler.data_source, sampler.mini_repeat_count, sampler.batch_size,
+                                 sampler.repeat_count, shuffle=True, seed=seed)
     return sampler
 
 
 def _generator(seed: int, epoch: int):
-    import torch
-
     return torch.Generator().manual_seed(seed * 1000003 + epoch)
 
 
-@lru_cache(maxsize=1)
-def _classes():
-    """The two samplers, subclasses of transformers' and TRL's: built on first use, so importing this
-    module stays light."""
-    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
-    from trl.trainer.utils import RepeatSampler
+class EpochSeededLengthGrouped(LengthGroupedSampler):
+    seed, epoch = 0, 0
 
-    class EpochSeededLengthGrouped(LengthGroupedSampler):
-        seed, epoch = 0, 0
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
-        def set_epoch(self, epoch: int) -> None:
-            self.epoch = epoch
+    def __iter__(self):  # a fresh generator per pass: the order depends on (seed, epoch) alone
+        generator = _generator(self.seed, self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
-        def __iter__(self):
-            generator = _generator(self.seed, self.epoch)
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
-    class EpochSeededRepeat(RepeatSampler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.set_epoch(0)
+class EpochSeededRepeat(RepeatSampler):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.set_epoch(0)
 
-        def set_epoch(self, epoch: int) -> None:
-            self.generator = _generator(self.seed, epoch)
-
-    return EpochSeededLengthGrouped, EpochSeededRepeat
-
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = _generator(self.seed, epoch)

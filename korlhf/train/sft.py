@@ -113,17 +113,13 @@ def build_trainer(cfg: Config, model, tokenizer, train_data, eval_data=None, cal
 
     from korlhf.train.common import lora_config
     from korlhf.train.output import LogJsonl, with_atomic_checkpoints
+    from korlhf.train.samplers import with_epoch_seeded_sampler
 
-    class KorlhfSFTTrainer(with_atomic_checkpoints(SFTTrainer)):
+    class KorlhfSFTTrainer(with_epoch_seeded_sampler(with_atomic_checkpoints(SFTTrainer))):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.accelerator.device.type == "cpu":
                 return plain_loss(self, model, inputs, return_outputs, num_items_in_batch)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-        def _get_train_sampler(self, train_dataset=None):
-            from korlhf.train.samplers import epoch_seeded
-
-            return epoch_seeded(super()._get_train_sampler(train_dataset), self.args.data_seed)
 
     unpacked_padding_free = cfg.padding_free and not cfg.packing
     trainer = KorlhfSFTTrainer(
